@@ -1,0 +1,186 @@
+"""A small scripting facade over the pure Flax modules.
+
+::
+
+    codec = dac_jax.load_model("weights.pth")   # released .pth, a dac-jax folder, or a model type
+    codes = codec.encode(audio)                 # float32 [B, 1, T] at codec.sample_rate -> int32 [B, N, frames]
+    audio = codec.decode(codes)                 # -> float32 [B, 1, samples]
+    codec.module, codec.variables, codec.config # the pure pieces, for jit / grad / training
+
+Each operation is one ``jax.jit``-compiled function, cached per input shape (and per
+``n_quantizers``); the variables are an argument, never baked into the compiled code.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dac_jax.errors import AudioError, WeightsError
+from dac_jax.model.config import ConfigLike, DACConfig, PRESETS, get_config
+from dac_jax.model.dac import DAC, DACOutput, EncodeOutput, init_variables
+
+# How many times each jitted entry point was traced (a test hook: one trace per shape).
+trace_counts: collections.Counter = collections.Counter()
+
+
+@functools.partial(jax.jit, static_argnames=("module", "n_quantizers"))
+def _encode(module: DAC, variables, audio, n_quantizers):
+    trace_counts["encode"] += 1
+    return module.apply(variables, audio, n_quantizers, method=lambda m, a, n: m.encode(m.preprocess(a), n))
+
+
+@functools.partial(jax.jit, static_argnames=("module",))
+def _decode(module: DAC, variables, codes):
+    trace_counts["decode"] += 1
+    return module.apply(variables, codes, method=DAC.decode_codes)
+
+
+@functools.partial(jax.jit, static_argnames=("module", "n_quantizers"))
+def _forward(module: DAC, variables, audio, n_quantizers):
+    trace_counts["forward"] += 1
+    return module.apply(variables, audio, n_quantizers)
+
+
+class Codec:
+    """A DAC model with its variables: ``encode`` / ``decode`` on channels-first arrays."""
+
+    def __init__(self, config: DACConfig, variables: dict, source: Optional[str] = None):
+        self.config = config
+        self.module = DAC(config)
+        self.unpadded_module = DAC(config, padded=False)
+        self.variables = jax.tree_util.tree_map(jnp.asarray, variables)
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"Codec({self.config}, source={self.source!r})"
+
+    # -- geometry ----------------------------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def n_codebooks(self) -> int:
+        return self.config.n_codebooks
+
+    @functools.cached_property
+    def delay(self) -> int:
+        return self.module.delay()
+
+    def output_length(self, length: int) -> int:
+        return self.module.output_length(length)
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def _check_audio(self, audio: Any) -> jax.Array:
+        shape = np.shape(audio)
+        if len(shape) != 3 or shape[1] != 1 or shape[2] == 0:
+            raise AudioError(
+                f"audio must be [batch, 1, samples] at {self.sample_rate} Hz with samples > 0; got shape {shape}"
+            )
+        dtype = np.result_type(audio)
+        if not np.issubdtype(dtype, np.floating):
+            raise AudioError(f"audio must be floating point (float32 in [-1, 1]); got {dtype}")
+        return jnp.asarray(audio, jnp.float32)
+
+    def _check_n_quantizers(self, n_quantizers: Optional[int]) -> Optional[int]:
+        if n_quantizers is not None and not 1 <= int(n_quantizers) <= self.n_codebooks:
+            raise ValueError(f"n_quantizers must be in 1..{self.n_codebooks}; got {n_quantizers}")
+        return None if n_quantizers is None else int(n_quantizers)
+
+    def _check_codes(self, codes: Any) -> jax.Array:
+        shape = np.shape(codes)
+        if len(shape) != 3 or not 1 <= shape[1] <= self.n_codebooks or shape[2] == 0:
+            raise ValueError(
+                f"codes must be [batch, n (1..{self.n_codebooks}), frames] integers; got shape {shape}"
+            )
+        if not np.issubdtype(np.result_type(codes), np.integer):
+            raise ValueError(f"codes must be integers; got {np.result_type(codes)}")
+        lo, hi = int(np.min(codes)), int(np.max(codes))
+        if lo < 0 or hi >= self.config.codebook_size:
+            raise ValueError(f"codes must be in 0..{self.config.codebook_size - 1}; found {lo}..{hi}")
+        return jnp.asarray(codes, jnp.int32)
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def encode(self, audio: Any, n_quantizers: Optional[int] = None) -> jax.Array:
+        """``audio [B, 1, T]`` -> ``codes [B, n, ceil(T / hop)]`` (zero-padded to whole frames)."""
+        return self.encode_full(audio, n_quantizers).codes
+
+    def encode_full(self, audio: Any, n_quantizers: Optional[int] = None) -> EncodeOutput:
+        """Like :meth:`encode` but returns ``z``, ``latents`` and the losses too."""
+        return _encode(self.module, self.variables, self._check_audio(audio), self._check_n_quantizers(n_quantizers))
+
+    def decode(self, codes: Any) -> jax.Array:
+        """``codes [B, n, frames]`` -> ``audio [B, 1, samples]`` (``output_length`` of the frames' samples)."""
+        return _decode(self.module, self.variables, self._check_codes(codes))
+
+    def __call__(self, audio: Any, n_quantizers: Optional[int] = None) -> DACOutput:
+        """Encode and decode (the original's ``forward``): audio cropped to the input length."""
+        return _forward(self.module, self.variables, self._check_audio(audio), self._check_n_quantizers(n_quantizers))
+
+    # -- saving ------------------------------------------------------------------------------------
+
+    def save(self, path: Union[str, Path], metadata: Optional[dict] = None) -> Path:
+        """Write dac-jax's own checkpoint folder (loads without torch)."""
+        from dac_jax.weights.native import save_native
+
+        return save_native(path, self.variables, self.config, metadata)
+
+    def export_torch(self, path: Union[str, Path]) -> Path:
+        """Write a released-format ``.pth`` that the original ``dac`` loads (needs torch)."""
+        from dac_jax.weights.torch_format import write_torch_checkpoint
+
+        return write_torch_checkpoint(path, self.variables, self.config)
+
+
+def init_model(config: ConfigLike = "44khz", seed: int = 0) -> Codec:
+    """A codec with random weights (PyTorch-like initialisation) for a preset name or config."""
+    config = get_config(config)
+    return Codec(config, init_variables(config, seed), source=f"random init (seed {seed})")
+
+
+def load_model(
+    source: Union[str, Path] = "44khz",
+    model_bitrate: str = "8kbps",
+    tag: str = "latest",
+    config: Optional[DACConfig] = None,
+) -> Codec:
+    """Load a codec from a released-format ``.pth``, a dac-jax checkpoint folder, or a model type.
+
+    A model type (``"44khz"``, ``"24khz"``, ``"16khz"``, ``"44khz-16kbps"``) loads the released
+    weights from the original's cache, downloading them on first use. ``config`` is only needed
+    for a bare state dict without metadata.
+    """
+    from dac_jax.weights import native, registry
+
+    path = Path(source)
+    if not path.exists() and isinstance(source, str) and source.split("-")[0].lower() in {"44khz", "24khz", "16khz"}:
+        path = registry.download(source, model_bitrate, tag)
+    if path.is_dir():
+        cfg, variables, _ = native.load_native(path)
+        return Codec(cfg, variables, source=str(path))
+    if path.is_file():
+        from dac_jax.weights.torch_format import read_torch_checkpoint, state_dict_to_variables
+
+        ckpt = read_torch_checkpoint(path, config)
+        variables = state_dict_to_variables(ckpt.state_dict, ckpt.config, source=str(path))
+        return Codec(ckpt.config, variables, source=str(path))
+    raise WeightsError(
+        f"{source}: no such file or folder, and not a model type (44khz, 44khz-16kbps, 24khz, 16khz)"
+    )
+
+
+__all__ = ["Codec", "init_model", "load_model", "PRESETS"]

@@ -1,0 +1,25 @@
+"""Errors that reach users: each names the file or value at fault and what is wrong with it."""
+
+
+class DacJaxError(Exception):
+    """Base class of every error dac-jax raises on purpose."""
+
+
+class AudioError(DacJaxError, ValueError):
+    """Audio that cannot be processed: wrong shape, dtype, rate, or an unreadable file."""
+
+
+class FileFormatError(DacJaxError, ValueError):
+    """A file that is not in the expected format (a .dac file, our checkpoint, ...)."""
+
+
+class WeightsError(DacJaxError, ValueError):
+    """Weights that do not fit the model: missing, extra or mis-shaped keys, or unreadable files."""
+
+
+class MissingDependencyError(DacJaxError, ImportError):
+    """An optional dependency (torch, the reference ``dac`` package) is needed and not installed."""
+
+
+class EquivalenceError(DacJaxError, AssertionError):
+    """The imported model does not reproduce the original within the stated tolerances."""

@@ -1,0 +1,105 @@
+"""Frozen model configurations and the presets of the released DAC models."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Union
+
+
+@dataclasses.dataclass(frozen=True)
+class DACConfig:
+    """Constructor arguments of the original ``dac.DAC``, frozen and hashable.
+
+    ``latent_dim=None`` means ``encoder_dim * 2 ** len(encoder_rates)``, as in the original.
+    ``quantizer_dropout`` is the fraction of each training batch that gets a random number of
+    codebooks (the original's ``bool`` default False is 0.0; its final configs use 0.5).
+    """
+
+    encoder_dim: int = 64
+    encoder_rates: tuple[int, ...] = (2, 4, 8, 8)
+    latent_dim: int | None = None
+    decoder_dim: int = 1536
+    decoder_rates: tuple[int, ...] = (8, 8, 4, 2)
+    n_codebooks: int = 9
+    codebook_size: int = 1024
+    codebook_dim: int = 8
+    quantizer_dropout: float = 0.0
+    sample_rate: int = 44100
+
+    def __post_init__(self):
+        # accept lists from JSON / torch kwargs, keep the dataclass hashable
+        object.__setattr__(self, "encoder_rates", tuple(int(r) for r in self.encoder_rates))
+        object.__setattr__(self, "decoder_rates", tuple(int(r) for r in self.decoder_rates))
+        object.__setattr__(self, "quantizer_dropout", float(self.quantizer_dropout))
+        if self.latent_dim is None:
+            object.__setattr__(self, "latent_dim", self.encoder_dim * 2 ** len(self.encoder_rates))
+        if not isinstance(self.codebook_dim, int):
+            raise ValueError(f"only an int codebook_dim is supported, got {self.codebook_dim!r}")
+        if self.decoder_dim % 2 ** len(self.decoder_rates):
+            raise ValueError(
+                f"decoder_dim {self.decoder_dim} must be divisible by 2 ** {len(self.decoder_rates)}"
+            )
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.encoder_rates)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second with all codebooks."""
+        return self.n_codebooks * math.log2(self.codebook_size) * self.frame_rate
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """Constructor kwargs of the original ``dac.DAC`` (lists, as the original stores them)."""
+        kwargs = dataclasses.asdict(self)
+        kwargs["encoder_rates"] = list(self.encoder_rates)
+        kwargs["decoder_rates"] = list(self.decoder_rates)
+        return kwargs
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> tuple["DACConfig", list[str]]:
+        """Config from a checkpoint's ``metadata.kwargs``; also returns the keys it ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in kwargs.items() if k in names}
+        return cls(**known), sorted(set(kwargs) - names)
+
+
+PRESETS: dict[str, DACConfig] = {
+    # released models (DAC_SPEC section 1); quantizer_dropout as in the final training configs
+    "44khz": DACConfig(quantizer_dropout=0.5),
+    "44khz-16kbps": DACConfig(latent_dim=128, n_codebooks=18, quantizer_dropout=0.5),
+    "24khz": DACConfig(
+        encoder_rates=(2, 4, 5, 8), decoder_rates=(8, 5, 4, 2), n_codebooks=32,
+        quantizer_dropout=0.5, sample_rate=24000,
+    ),
+    "16khz": DACConfig(
+        encoder_rates=(2, 4, 5, 8), decoder_rates=(8, 5, 4, 2), n_codebooks=12,
+        quantizer_dropout=0.5, sample_rate=16000,
+    ),
+    # small models for tests and CPU experiments: same topology, few channels
+    "tiny": DACConfig(
+        encoder_dim=4, encoder_rates=(2, 4), latent_dim=16, decoder_dim=32, decoder_rates=(4, 2),
+        n_codebooks=4, codebook_size=32, codebook_dim=4, quantizer_dropout=0.5, sample_rate=16000,
+    ),
+    "tiny-odd": DACConfig(  # a stride-5 decoder, like the 16/24 kHz models
+        encoder_dim=4, encoder_rates=(2, 5), latent_dim=16, decoder_dim=32, decoder_rates=(5, 2),
+        n_codebooks=3, codebook_size=32, codebook_dim=4, quantizer_dropout=0.5, sample_rate=16000,
+    ),
+}
+
+ConfigLike = Union[str, DACConfig]
+
+
+def get_config(config: ConfigLike) -> DACConfig:
+    """A preset by name, or the config itself."""
+    if isinstance(config, DACConfig):
+        return config
+    try:
+        return PRESETS[config]
+    except KeyError:
+        raise ValueError(f"unknown model type {config!r}; presets: {', '.join(PRESETS)}") from None

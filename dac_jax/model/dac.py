@@ -1,0 +1,213 @@
+"""Encoder, Decoder and the DAC model.
+
+Public arrays are channels-first as in the original (``audio [B, 1, T]``, ``z [B, D, frames]``,
+``codes [B, N, frames]``); inside, every module is channels-last ``[B, T, C]``. The conversion
+happens once, in the methods of :class:`DAC`.
+
+``DAC(config, padded=True)`` is the padded mode (whole signals, training); ``padded=False`` is the
+unpadded mode used for chunked inference. The two are separate module instances sharing one
+parameter tree, so each mode gets its own trace and nothing is switched at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from dac_jax.model.config import DACConfig
+from dac_jax.nn import geometry as geo
+from dac_jax.nn.blocks import DecoderBlock, EncoderBlock
+from dac_jax.nn.geometry import ConvGeometry
+from dac_jax.nn.layers import Layer, Sequential, Snake, Tanh, WNConv1d
+from dac_jax.nn.quantize import ResidualVectorQuantize
+
+
+class Encoder(Sequential):
+    """k7 conv, one EncoderBlock per stride (channels double), Snake, k3 conv to the latent."""
+
+    d_model: int = 64
+    strides: tuple[int, ...] = (2, 4, 8, 8)
+    d_latent: int = 64
+    padded: bool = True
+
+    @nn.nowrap
+    def layers(self) -> list[Layer]:
+        layers: list[Layer] = [WNConv1d(1, self.d_model, ConvGeometry(7, padding=3), self.padded, name="block_0")]
+        dim = self.d_model
+        for i, stride in enumerate(self.strides):
+            dim *= 2
+            layers.append(EncoderBlock(dim, stride, self.padded, name=f"block_{i + 1}"))
+        n = len(layers)
+        return layers + [
+            Snake(dim, name=f"block_{n}"),
+            WNConv1d(dim, self.d_latent, ConvGeometry(3, padding=1), self.padded, name=f"block_{n + 1}"),
+        ]
+
+
+class Decoder(Sequential):
+    """k7 conv, one DecoderBlock per rate (channels halve), Snake, k7 conv to ``d_out``, tanh."""
+
+    input_channel: int
+    channels: int
+    rates: tuple[int, ...]
+    d_out: int = 1
+    padded: bool = True
+
+    @nn.nowrap
+    def layers(self) -> list[Layer]:
+        layers: list[Layer] = [
+            WNConv1d(self.input_channel, self.channels, ConvGeometry(7, padding=3), self.padded, name="model_0")
+        ]
+        for i, stride in enumerate(self.rates):
+            in_dim, out_dim = self.channels // 2**i, self.channels // 2 ** (i + 1)
+            layers.append(DecoderBlock(in_dim, out_dim, stride, self.padded, name=f"model_{i + 1}"))
+        n = len(layers)
+        out_dim = self.channels // 2 ** len(self.rates)
+        return layers + [
+            Snake(out_dim, name=f"model_{n}"),
+            WNConv1d(out_dim, self.d_out, ConvGeometry(7, padding=3), self.padded, name=f"model_{n + 1}"),
+            Tanh(name=f"model_{n + 2}"),
+        ]
+
+
+@flax.struct.dataclass
+class EncodeOutput:
+    z: jax.Array  # [B, D, frames] quantised latent (straight-through)
+    codes: jax.Array  # [B, N, frames] int32
+    latents: jax.Array  # [B, N * d, frames] projected latents before quantisation
+    commitment_loss: jax.Array  # []
+    codebook_loss: jax.Array  # []
+
+
+@flax.struct.dataclass
+class DACOutput:
+    audio: jax.Array  # [B, 1, T] cropped to the input length (padded mode)
+    z: jax.Array
+    codes: jax.Array
+    latents: jax.Array
+    commitment_loss: jax.Array
+    codebook_loss: jax.Array
+
+
+def _to_channels_last(x: jax.Array) -> jax.Array:
+    return jnp.swapaxes(x, 1, 2)
+
+
+_to_channels_first = _to_channels_last
+
+
+class DAC(Layer):
+    """The DAC codec. Methods take and return channels-first arrays."""
+
+    config: DACConfig
+    padded: bool = True
+
+    # -- structure ------------------------------------------------------------------------------
+
+    @nn.nowrap
+    def parts(self) -> tuple[Encoder, ResidualVectorQuantize, Decoder]:
+        c = self.config
+        return (
+            Encoder(c.encoder_dim, c.encoder_rates, c.latent_dim, self.padded),
+            ResidualVectorQuantize(
+                c.latent_dim, c.n_codebooks, c.codebook_size, c.codebook_dim, c.quantizer_dropout
+            ),
+            Decoder(c.latent_dim, c.decoder_dim, c.decoder_rates, padded=self.padded),
+        )
+
+    def setup(self):
+        self.encoder, self.quantizer, self.decoder = self.parts()
+
+    # -- geometry (call on the unbound module) ------------------------------------------------------
+
+    @nn.nowrap
+    def geometries(self) -> tuple[ConvGeometry, ...]:
+        """Every convolution in module order: encoder, quantizer projections, decoder."""
+        return tuple(g for part in self.parts() for g in part.geometries())
+
+    @nn.nowrap
+    def output_length(self, length: int) -> int:
+        """Unpadded-mode output length for ``length`` input samples (the original's ``get_output_length``)."""
+        return geo.output_length(self.geometries(), length)
+
+    @nn.nowrap
+    def delay(self) -> int:
+        """Context samples consumed on each side in unpadded mode (the original's ``delay``)."""
+        return geo.delay(self.geometries())
+
+    @nn.nowrap
+    def hop_length(self) -> int:
+        return geo.total_stride(self.parts()[0].geometries())
+
+    @nn.nowrap
+    def encoder_receptive_field(self) -> int:
+        """Input samples that one latent frame depends on."""
+        return geo.receptive_field(self.parts()[0].geometries())
+
+    @nn.nowrap
+    def decoder_receptive_field(self) -> int:
+        """Latent frames that one output sample depends on."""
+        return geo.receptive_field(self.parts()[2].geometries())
+
+    # -- forward --------------------------------------------------------------------------------
+
+    def preprocess(self, audio: jax.Array) -> jax.Array:
+        """Right-pad ``audio [B, 1, T]`` with zeros to a multiple of the hop length."""
+        hop = self.config.hop_length
+        right = -audio.shape[-1] % hop
+        return jnp.pad(audio, ((0, 0), (0, 0), (0, right)))
+
+    def encode(self, audio: jax.Array, n_quantizers: Optional[int] = None, train: bool = False) -> EncodeOutput:
+        """``audio [B, 1, T]`` (T a multiple of the hop in padded mode) -> codes and latents."""
+        z = self.encoder(_to_channels_last(audio))
+        q = self.quantizer(z, n_quantizers, train)
+        return EncodeOutput(
+            z=_to_channels_first(q.z),
+            codes=q.codes,
+            latents=_to_channels_first(q.latents),
+            commitment_loss=q.commitment_loss,
+            codebook_loss=q.codebook_loss,
+        )
+
+    def decode(self, z: jax.Array) -> jax.Array:
+        """``z [B, D, frames]`` -> ``audio [B, 1, samples]``."""
+        return _to_channels_first(self.decoder(_to_channels_last(z)))
+
+    def from_codes(self, codes: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``codes [B, N, frames]`` -> ``(z [B, D, frames], z_p [B, N * d, frames])``."""
+        z, z_p = self.quantizer.from_codes(codes)
+        return _to_channels_first(z), _to_channels_first(z_p)
+
+    def from_latents(self, latents: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Projected ``latents [B, M, frames]`` -> ``(z, z_p, codes)``."""
+        z, z_p, codes = self.quantizer.from_latents(_to_channels_last(latents))
+        return _to_channels_first(z), _to_channels_first(z_p), codes
+
+    def decode_codes(self, codes: jax.Array) -> jax.Array:
+        """``codes [B, N, frames]`` -> ``audio [B, 1, samples]``."""
+        return self.decode(self.from_codes(codes)[0])
+
+    def __call__(self, audio: jax.Array, n_quantizers: Optional[int] = None, train: bool = False) -> DACOutput:
+        """Encode and decode ``audio [B, 1, T]``; the output is cropped to ``T`` samples."""
+        length = audio.shape[-1]
+        enc = self.encode(self.preprocess(audio), n_quantizers, train)
+        out = self.decode(enc.z)
+        return DACOutput(
+            audio=out[..., :length],
+            z=enc.z,
+            codes=enc.codes,
+            latents=enc.latents,
+            commitment_loss=enc.commitment_loss,
+            codebook_loss=enc.codebook_loss,
+        )
+
+
+def init_variables(config: DACConfig, seed: int = 0) -> dict:
+    """Random variables for ``config`` (PyTorch-like initialisation), on the default device."""
+    module = DAC(config)
+    audio = jnp.zeros((1, 1, config.hop_length), jnp.float32)
+    return jax.jit(module.init)(jax.random.key(seed), audio)

@@ -1,0 +1,178 @@
+"""Weight-normed convolutions, Snake, and the small layer protocol the blocks are built on.
+
+Every module here works on channels-last arrays ``[B, T, C]``. Parameters keep the original
+PyTorch layouts exactly (``weight_v`` ``[out, in, k]`` for a conv, ``[in, out, k]`` for a
+transposed conv; ``weight_g`` ``[dim0, 1, 1]``; Snake ``alpha`` ``[1, C, 1]``), so importing a
+PyTorch state dict is a renaming of keys and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from dac_jax.nn.geometry import ConvGeometry
+
+
+# --------------------------------------------------------------------------------------------
+# Pure functions
+# --------------------------------------------------------------------------------------------
+
+
+def weight_norm(v: jax.Array, g: jax.Array) -> jax.Array:
+    """``w = v * (g / ||v||)``, the norm over every axis but 0, no epsilon (PyTorch's legacy weight_norm).
+
+    For a conv ``v`` is ``[out, in, k]`` (a norm per output channel); for a transposed conv it is
+    ``[in, out, k]``, so the norm is per *input* channel, as in the original.
+    """
+    norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim)), keepdims=True))
+    return v * (g / norm)
+
+
+def snake(x: jax.Array, alpha: jax.Array) -> jax.Array:
+    """Snake activation ``x + 1 / (alpha + 1e-9) * sin(alpha * x) ** 2``; ``alpha`` broadcasts over x."""
+    return x + jnp.reciprocal(alpha + 1e-9) * jnp.square(jnp.sin(alpha * x))
+
+
+def conv1d(x: jax.Array, weight: jax.Array, geometry: ConvGeometry, padded: bool) -> jax.Array:
+    """1-D convolution of channels-last ``x [B, T, Cin]`` with a PyTorch-layout weight.
+
+    A transposed convolution ``W [in, out, k]`` runs as a plain convolution over the input dilated
+    by the stride, with the kernel flipped in time and the padding from :meth:`ConvGeometry.pads`.
+    """
+    pads = [geometry.pads(padded)]
+    if geometry.transposed:
+        return lax.conv_general_dilated(
+            x,
+            jnp.flip(weight, axis=-1),
+            window_strides=(1,),
+            padding=pads,
+            lhs_dilation=(geometry.stride,),
+            rhs_dilation=(geometry.dilation,),
+            dimension_numbers=("NWC", "IOW", "NWC"),
+        )
+    return lax.conv_general_dilated(
+        x,
+        weight,
+        window_strides=(geometry.stride,),
+        padding=pads,
+        rhs_dilation=(geometry.dilation,),
+        dimension_numbers=("NWC", "OIW", "NWC"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Initialisers matching PyTorch's defaults for conv layers
+# --------------------------------------------------------------------------------------------
+
+
+def _uniform(bound: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _torch_fan_in(shape: Sequence[int]) -> int:
+    # PyTorch computes fan_in from dim 1 of the weight for convs and transposed convs alike
+    return shape[1] * math.prod(shape[2:])
+
+
+# --------------------------------------------------------------------------------------------
+# Layer protocol
+# --------------------------------------------------------------------------------------------
+
+
+class Layer(nn.Module):
+    """A module that can list the convolution geometries on its main path, in order."""
+
+    @nn.nowrap
+    def geometries(self) -> tuple[ConvGeometry, ...]:
+        return ()
+
+
+class Sequential(Layer):
+    """Runs ``layers()`` in order; its geometry is the concatenation of theirs.
+
+    Subclasses define ``layers()`` once; the forward pass and the length arithmetic both read it.
+    """
+
+    @nn.nowrap
+    def layers(self) -> list[Layer]:
+        raise NotImplementedError
+
+    @nn.nowrap
+    def geometries(self) -> tuple[ConvGeometry, ...]:
+        return tuple(g for layer in self.layers() for g in layer.geometries())
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.run_layers(x)
+
+    @nn.nowrap
+    def run_layers(self, x: jax.Array) -> jax.Array:
+        """Build and apply ``layers()`` in order; call only from a compact method."""
+        for layer in self.layers():
+            x = layer(x)
+        return x
+
+
+class WNConv1d(Layer):
+    """Weight-normed Conv1d or ConvTranspose1d (by ``geometry.transposed``), channels-last.
+
+    ``padded`` selects the mode: padded (the geometry's padding) or unpadded (none).
+    """
+
+    in_features: int
+    features: int
+    geometry: ConvGeometry
+    padded: bool = True
+    zero_bias: bool = True  # the original zeroes Conv1d biases at init; transposed ones keep torch's
+
+    @nn.nowrap
+    def geometries(self) -> tuple[ConvGeometry, ...]:
+        return (self.geometry,)
+
+    def setup(self):
+        k = self.geometry.kernel
+        if self.geometry.transposed:
+            shape = (self.in_features, self.features, k)
+        else:
+            shape = (self.features, self.in_features, k)
+        bound = 1.0 / math.sqrt(_torch_fan_in(shape))
+        self.weight_v = self.param("weight_v", _uniform(bound), shape)
+        self.weight_g = self.param("weight_g", lambda _: _l2_norm_except_0(self.weight_v))
+        bias_init = nn.initializers.zeros if self.zero_bias else _uniform(bound)
+        self.bias = self.param("bias", bias_init, (shape[1] if self.geometry.transposed else shape[0],))
+
+    def weight(self) -> jax.Array:
+        return weight_norm(self.weight_v, self.weight_g)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return conv1d(x, self.weight(), self.geometry, self.padded) + self.bias
+
+
+def _l2_norm_except_0(v: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim)), keepdims=True))
+
+
+class Snake(Layer):
+    """Snake activation with a learnt per-channel ``alpha`` stored as ``[1, C, 1]`` (PyTorch layout)."""
+
+    channels: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        alpha = self.param("alpha", nn.initializers.ones, (1, self.channels, 1))
+        return snake(x, alpha.reshape(1, 1, self.channels))
+
+
+class Tanh(Layer):
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.tanh(x)

@@ -1,0 +1,214 @@
+"""Residual vector quantiser of DAC: factorised, l2-normalised codebook lookup, straight-through.
+
+Arrays are channels-last inside (``z [B, T, D]``, codes ``[B, T]`` per codebook); the DAC module
+converts at its boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from dac_jax.nn.geometry import ConvGeometry
+from dac_jax.nn.layers import Layer, WNConv1d
+
+_K1 = ConvGeometry(1)
+
+
+# --------------------------------------------------------------------------------------------
+# Pure functions
+# --------------------------------------------------------------------------------------------
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """``x / max(||x||, eps)`` over the last axis (torch.nn.functional.normalize)."""
+    norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
+    return x / jnp.maximum(norm, eps)
+
+
+def nearest_code(encodings: jax.Array, codebook: jax.Array) -> jax.Array:
+    """Index of the nearest codebook row for each encoding, after l2-normalising both.
+
+    ``encodings [..., d]``, ``codebook [K, d]`` -> ``[...]`` int32. The distance is kept in the
+    original's expanded form ``|e|^2 - 2 e.c + |c|^2``: it rounds differently from a plain cosine
+    argmax, and near-ties would flip. The product runs at the highest precision on every backend.
+    """
+    e = l2_normalize(encodings)
+    c = l2_normalize(codebook)
+    dist = (
+        jnp.sum(jnp.square(e), axis=-1, keepdims=True)
+        - 2 * jnp.matmul(e, c.T, precision=lax.Precision.HIGHEST)
+        + jnp.sum(jnp.square(c), axis=-1)
+    )
+    return jnp.argmax(-dist, axis=-1).astype(jnp.int32)
+
+
+def dropout_counts(rng: jax.Array, batch: int, n_codebooks: int, dropout: float) -> jax.Array:
+    """Codebooks used per item in training (the original's quantizer-dropout mask semantics).
+
+    The first ``int(batch * dropout)`` items use ``randint(1, n_codebooks + 1)`` codebooks; the
+    others use all of them (their count is ``n_codebooks + 1``, as in the original).
+    """
+    n_dropout = int(batch * dropout)
+    drawn = jax.random.randint(rng, (batch,), 1, n_codebooks + 1)
+    return jnp.where(jnp.arange(batch) < n_dropout, drawn, n_codebooks + 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class VQOutput:
+    z_q: jax.Array  # [B, T, D] after out_proj, straight-through
+    commitment_loss: jax.Array  # [B]
+    codebook_loss: jax.Array  # [B]
+    codes: jax.Array  # [B, T]
+    z_e: jax.Array  # [B, T, d] projected latents
+
+
+@flax.struct.dataclass
+class RVQOutput:
+    z: jax.Array  # [B, T, D]
+    codes: jax.Array  # [B, N, T]
+    latents: jax.Array  # [B, T, N * d]
+    commitment_loss: jax.Array  # []
+    codebook_loss: jax.Array  # []
+
+
+# --------------------------------------------------------------------------------------------
+# Modules
+# --------------------------------------------------------------------------------------------
+
+
+class Codebook(nn.Module):
+    """The embedding table, named ``weight`` as in PyTorch's nn.Embedding (init N(0, 1))."""
+
+    size: int
+    dim: int
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return self.param("weight", nn.initializers.normal(1.0), (self.size, self.dim))
+
+
+class VectorQuantize(Layer):
+    input_dim: int
+    codebook_size: int
+    codebook_dim: int
+
+    @nn.nowrap
+    def geometries(self) -> tuple[ConvGeometry, ...]:
+        return (_K1, _K1)
+
+    def setup(self):
+        self.in_proj = WNConv1d(self.input_dim, self.codebook_dim, _K1)
+        self.out_proj = WNConv1d(self.codebook_dim, self.input_dim, _K1)
+        self.codebook = Codebook(self.codebook_size, self.codebook_dim)
+
+    def __call__(self, z: jax.Array) -> VQOutput:
+        z_e = self.in_proj(z)
+        z_q, codes = self.decode_latents(z_e)
+        commitment = jnp.mean(jnp.square(z_e - lax.stop_gradient(z_q)), axis=(1, 2))
+        codebook = jnp.mean(jnp.square(z_q - lax.stop_gradient(z_e)), axis=(1, 2))
+        z_q = z_e + lax.stop_gradient(z_q - z_e)  # straight-through estimator
+        return VQOutput(self.out_proj(z_q), commitment, codebook, codes, z_e)
+
+    def decode_code(self, codes: jax.Array) -> jax.Array:
+        """``codes [B, T]`` -> un-normalised codebook rows ``[B, T, d]``."""
+        return jnp.take(self.codebook(), codes, axis=0)
+
+    def decode_latents(self, z_e: jax.Array) -> tuple[jax.Array, jax.Array]:
+        codes = nearest_code(z_e, self.codebook())
+        return self.decode_code(codes), codes
+
+
+class ResidualVectorQuantize(Layer):
+    input_dim: int = 512
+    n_codebooks: int = 9
+    codebook_size: int = 1024
+    codebook_dim: int = 8
+    quantizer_dropout: float = 0.0
+
+    @nn.nowrap
+    def geometries(self) -> tuple[ConvGeometry, ...]:
+        return (_K1, _K1) * self.n_codebooks
+
+    def setup(self):
+        self.quantizers = [
+            VectorQuantize(self.input_dim, self.codebook_size, self.codebook_dim)
+            for _ in range(self.n_codebooks)
+        ]
+
+    def __call__(
+        self, z: jax.Array, n_quantizers: Optional[int] = None, train: bool = False
+    ) -> RVQOutput:
+        """Quantise ``z [B, T, D]``.
+
+        Inference uses the first ``n_quantizers`` codebooks (all by default). Training runs every
+        codebook and masks each item's sum with :func:`dropout_counts` (RNG stream ``"dropout"``),
+        ignoring ``n_quantizers``, as the original does.
+        """
+        batch = z.shape[0]
+        if train:
+            n_used = self.n_codebooks
+            if self.quantizer_dropout > 0:
+                counts = dropout_counts(
+                    self.make_rng("dropout"), batch, self.n_codebooks, self.quantizer_dropout
+                )
+            else:
+                counts = jnp.full((batch,), self.n_codebooks + 1)
+        else:
+            n_used = self.n_codebooks if n_quantizers is None else n_quantizers
+            if not 1 <= n_used <= self.n_codebooks:
+                raise ValueError(f"n_quantizers must be in 1..{self.n_codebooks}, got {n_quantizers}")
+            counts = None
+
+        z_q = jnp.zeros_like(z)
+        residual = z
+        commitment = jnp.zeros((), z.dtype)
+        codebook = jnp.zeros((), z.dtype)
+        codes, latents = [], []
+        for i in range(n_used):
+            out = self.quantizers[i](residual)
+            mask = jnp.ones((batch,), z.dtype) if counts is None else (i < counts).astype(z.dtype)
+            z_q = z_q + out.z_q * mask[:, None, None]
+            residual = residual - out.z_q
+            commitment = commitment + jnp.mean(out.commitment_loss * mask)
+            codebook = codebook + jnp.mean(out.codebook_loss * mask)
+            codes.append(out.codes)
+            latents.append(out.z_e)
+        return RVQOutput(
+            z=z_q,
+            codes=jnp.stack(codes, axis=1),
+            latents=jnp.concatenate(latents, axis=-1),
+            commitment_loss=commitment,
+            codebook_loss=codebook,
+        )
+
+    def from_codes(self, codes: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``codes [B, N, T]`` (N <= n_codebooks) -> ``(z [B, T, D], z_p [B, T, N * d])``."""
+        z_q, z_p = 0.0, []
+        for i in range(codes.shape[1]):
+            z_p_i = self.quantizers[i].decode_code(codes[:, i])
+            z_p.append(z_p_i)
+            z_q = z_q + self.quantizers[i].out_proj(z_p_i)
+        return z_q, jnp.concatenate(z_p, axis=-1)
+
+    def from_latents(self, latents: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Projected ``latents [B, T, M]`` -> ``(z, z_p, codes [B, N, T])`` with N = M // d whole codebooks."""
+        n = min(latents.shape[-1] // self.codebook_dim, self.n_codebooks)
+        z_q, z_p, codes = 0.0, [], []
+        for i in range(n):
+            sl = latents[..., i * self.codebook_dim : (i + 1) * self.codebook_dim]
+            z_p_i, codes_i = self.quantizers[i].decode_latents(sl)
+            z_p.append(z_p_i)
+            codes.append(codes_i)
+            z_q = z_q + self.quantizers[i].out_proj(z_p_i)
+        return z_q, jnp.concatenate(z_p, axis=-1), jnp.stack(codes, axis=1)

@@ -1,0 +1,77 @@
+"""dac-jax's own checkpoint format: a folder with ``config.json`` and ``params.msgpack``.
+
+No pickle, no torch: ``config.json`` holds the model config and a format tag; ``params.msgpack``
+is Flax's msgpack serialisation of the parameter tree (PyTorch layouts, float32).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from flax import serialization, traverse_util
+
+from dac_jax.errors import WeightsError
+from dac_jax.fileio import atomic_path
+from dac_jax.model.config import DACConfig
+from dac_jax.weights.torch_format import state_dict_to_variables, variables_to_state_dict
+
+FORMAT = "dac-jax"
+VERSION = 1
+CONFIG_FILE = "config.json"
+PARAMS_FILE = "params.msgpack"
+
+
+def is_native_checkpoint(path: str | Path) -> bool:
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
+def save_native(path: str | Path, variables: Mapping[str, Any], config: DACConfig, metadata: dict | None = None) -> Path:
+    """Write ``variables`` and ``config`` to the folder ``path`` (replaced atomically)."""
+    path = Path(path)
+    params = traverse_util.unflatten_dict(
+        {k: np.asarray(v, np.float32) for k, v in traverse_util.flatten_dict(variables["params"]).items()}
+    )
+    header = {"format": FORMAT, "version": VERSION, "model": "DAC", "config": config.to_kwargs()}
+    if metadata:
+        header["metadata"] = metadata
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
+        (tmp / CONFIG_FILE).write_text(json.dumps(header, indent=2) + "\n")
+        (tmp / PARAMS_FILE).write_bytes(serialization.msgpack_serialize(params))
+    return path
+
+
+def load_native(path: str | Path) -> tuple[DACConfig, dict, dict]:
+    """Read a folder written by :func:`save_native`: ``(config, variables, metadata)``, strictly checked."""
+    path = Path(path)
+    try:
+        header = json.loads((path / CONFIG_FILE).read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no {CONFIG_FILE}; not a dac-jax checkpoint folder") from None
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{path / CONFIG_FILE}: invalid JSON ({e})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise WeightsError(f"{path / CONFIG_FILE}: not a dac-jax checkpoint (format tag missing)")
+    if header.get("version") != VERSION:
+        raise WeightsError(f"{path / CONFIG_FILE}: format version {header.get('version')} is not supported (expected {VERSION})")
+    try:
+        config, ignored = DACConfig.from_kwargs(header["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{path / CONFIG_FILE}: bad model config ({e})") from None
+    if ignored:
+        raise WeightsError(f"{path / CONFIG_FILE}: unknown config keys {ignored}")
+    try:
+        params = serialization.msgpack_restore((path / PARAMS_FILE).read_bytes())
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no {PARAMS_FILE}") from None
+    except Exception as e:  # msgpack raises a variety of errors on corrupt data
+        raise WeightsError(f"{path / PARAMS_FILE}: corrupt parameter file ({type(e).__name__}: {e})") from None
+    if not isinstance(params, dict):
+        raise WeightsError(f"{path / PARAMS_FILE}: corrupt parameter file (not a tree of arrays)")
+    # reuse the strict key/shape check of the PyTorch importer
+    state_dict = variables_to_state_dict({"params": params})
+    variables = state_dict_to_variables(state_dict, config, source=str(path / PARAMS_FILE))
+    return config, variables, header.get("metadata", {})

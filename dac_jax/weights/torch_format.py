@@ -1,0 +1,171 @@
+"""The original's checkpoint format: ``{"state_dict": ..., "metadata": {"kwargs": ...}}``.
+
+The map between PyTorch keys and our parameter tree is derived from the tree itself: a Flax path
+``("encoder", "block_1", "block_0", "block_1", "weight_v")`` is the PyTorch key
+``encoder.block.1.block.0.block.1.weight_v`` (each ``name_N`` is ``name.N``). Parameters keep the
+PyTorch shapes, so importing is renaming plus a strict check of keys and shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from dac_jax.errors import MissingDependencyError, WeightsError
+from dac_jax.model.config import DACConfig
+from dac_jax.model.dac import DAC
+
+_INDEXED = re.compile(r"^(.*)_(\d+)$")
+# PyTorch >= 2.1 parametrised weight norm: original0 is g, original1 is v
+_PARAMETRIZED = re.compile(r"\.parametrizations\.weight\.original([01])$")
+
+
+def torch_key(path: tuple[str, ...]) -> str:
+    """PyTorch state-dict key of a Flax parameter path."""
+    return ".".join(_INDEXED.sub(r"\1.\2", part) for part in path)
+
+
+def normalize_key(key: str) -> str:
+    """Map both weight-norm key styles to the released one (``weight_g`` / ``weight_v``)."""
+    return _PARAMETRIZED.sub(lambda m: ".weight_g" if m.group(1) == "0" else ".weight_v", key)
+
+
+def expected_parameters(config: DACConfig) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
+    """``{torch_key: (flax_path, shape)}`` for every parameter of a model of ``config``."""
+    module = DAC(config)
+    shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 1, config.hop_length)))
+    flat = traverse_util.flatten_dict(shapes["params"])
+    return {torch_key(path): (path, tuple(s.shape)) for path, s in flat.items()}
+
+
+def _listing(title: str, items: list[str], limit: int = 20) -> str:
+    shown = "\n    ".join(items[:limit])
+    more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
+    return f"  {title} ({len(items)}):\n    {shown}{more}"
+
+
+def check_state_dict(
+    state_dict: Mapping[str, Any], config: DACConfig, source: str = "state dict"
+) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
+    """Raise :class:`WeightsError` listing every missing, extra or mis-shaped key."""
+    expected = expected_parameters(config)
+    keys = {normalize_key(k) for k in state_dict}
+    missing = sorted(set(expected) - keys)
+    extra = sorted(keys - set(expected))
+    shapes = {normalize_key(k): tuple(np.shape(v)) for k, v in state_dict.items()}
+    wrong = sorted(
+        f"{k}: file {shapes[k]}, model {expected[k][1]}"
+        for k in set(expected) & keys
+        if shapes[k] != expected[k][1]
+    )
+    if missing or extra or wrong:
+        parts = [f"{source} does not fit the model {config}:"]
+        if missing:
+            parts.append(_listing("missing keys", missing))
+        if extra:
+            parts.append(_listing("unexpected keys", extra))
+        if wrong:
+            parts.append(_listing("mis-shaped keys", wrong))
+        raise WeightsError("\n".join(parts))
+    return expected
+
+
+def state_dict_to_variables(
+    state_dict: Mapping[str, Any], config: DACConfig, source: str = "state dict"
+) -> dict:
+    """Strictly convert a PyTorch-layout state dict (arrays or tensors) into Flax variables."""
+    expected = check_state_dict(state_dict, config, source)
+    flat = {}
+    for key, value in state_dict.items():
+        path, _ = expected[normalize_key(key)]
+        flat[path] = np.asarray(value, dtype=np.float32)
+    return {"params": traverse_util.unflatten_dict(flat)}
+
+
+def variables_to_state_dict(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Flax variables -> a released-style state dict (``weight_g`` / ``weight_v`` keys), numpy arrays."""
+    flat = traverse_util.flatten_dict(variables["params"])
+    return {torch_key(path): np.asarray(value) for path, value in flat.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Files (need torch)
+# --------------------------------------------------------------------------------------------
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError(
+            "reading or writing PyTorch checkpoints needs torch: pip install 'dac-jax[torch]' "
+            "(or convert the file once on a machine with torch: python -m dac_jax convert IN.pth OUT_DIR)"
+        ) from None
+    return torch
+
+
+@dataclasses.dataclass
+class TorchCheckpoint:
+    state_dict: dict[str, np.ndarray]
+    config: DACConfig
+    metadata: dict
+    ignored_kwargs: list[str]
+
+
+def read_torch_checkpoint(path: str | Path, config: DACConfig | None = None) -> TorchCheckpoint:
+    """Read a released-format ``.pth`` file: its state dict and the config from ``metadata.kwargs``.
+
+    Only tensors and plain containers are unpickled (``torch.load(weights_only=True)``). A bare
+    state dict (no metadata) needs ``config``.
+    """
+    torch = _torch()
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe files
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: expected a dict with 'state_dict' and 'metadata', got {type(data).__name__}")
+    if "state_dict" in data:
+        state_dict, metadata = data["state_dict"], data.get("metadata") or {}
+    elif "generator" in data:  # a training checkpoint of the original
+        state_dict, metadata = data["generator"], data.get("metadata") or {}
+    else:
+        state_dict, metadata = data, {}
+    ignored: list[str] = []
+    if config is None:
+        kwargs = metadata.get("kwargs") if isinstance(metadata, dict) else None
+        if not kwargs:
+            raise WeightsError(f"{path}: no metadata.kwargs to build the model from; pass a config")
+        try:
+            config, ignored = DACConfig.from_kwargs(kwargs)
+        except (TypeError, ValueError) as e:
+            raise WeightsError(f"{path}: metadata.kwargs do not describe a DAC model: {e}") from None
+    arrays = {}
+    for key, value in state_dict.items():
+        if not hasattr(value, "detach"):
+            raise WeightsError(f"{path}: state dict entry {key!r} is a {type(value).__name__}, not a tensor")
+        arrays[key] = value.detach().to(torch.float32).numpy()
+    return TorchCheckpoint(arrays, config, metadata if isinstance(metadata, dict) else {}, ignored)
+
+
+def write_torch_checkpoint(path: str | Path, variables: Mapping[str, Any], config: DACConfig) -> Path:
+    """Write a released-format ``.pth`` that the original ``dac.DAC.load`` reads (atomically)."""
+    torch = _torch()
+    from dac_jax.fileio import atomic_path
+
+    state_dict = {k: torch.from_numpy(np.array(v)) for k, v in variables_to_state_dict(variables).items()}
+    metadata = {"kwargs": config.to_kwargs(), "exported_by": "dac-jax"}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state_dict, "metadata": metadata}, tmp)
+    return path

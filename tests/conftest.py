@@ -1,0 +1,21 @@
+import os
+
+# Tests compare float32 numerics with the PyTorch reference on the CPU.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+
+def _require_reference():
+    """Skip without the reference, unless the test command demands it (then fail loudly)."""
+    if os.environ.get("DAC_JAX_REQUIRE_REFERENCE") == "1":
+        import dac  # noqa: F401  (an ImportError here fails the test run)
+    else:
+        pytest.importorskip("dac")
+
+
+@pytest.fixture(scope="session")
+def reference_dir(tmp_path_factory):
+    """A folder for the original models' checkpoints, shared by the whole session."""
+    _require_reference()
+    return tmp_path_factory.mktemp("reference")

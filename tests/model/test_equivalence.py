@@ -1,0 +1,117 @@
+"""Imported PyTorch weights give the original's codes, latents and audio (full-size models).
+
+Every model here is the original ``dac.DAC``, randomly initialised with a fixed seed, saved in the
+released file format and loaded through ``dac_jax.load_model``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dac_jax
+from dac_jax.model.dac import DAC
+from tests import reference
+
+pytestmark = pytest.mark.slow
+
+MIN_CODE_MATCH = 0.999
+MAX_AUDIO_DIFF = 1e-4
+MAX_REL_DIFF = 1e-4
+
+
+def rel_diff(ours, theirs) -> float:
+    return float(np.max(np.abs(np.asarray(ours) - theirs)) / np.max(np.abs(theirs)))
+
+
+def assert_equivalent(ours, theirs: dict, what: str) -> None:
+    codes, ref_codes = np.asarray(ours.codes), theirs["codes"]
+    assert codes.shape == ref_codes.shape, what
+    np.testing.assert_array_equal(codes[:, 0], ref_codes[:, 0], err_msg=f"{what}: codebook 0 differs")
+    match = float(np.mean(codes == ref_codes))
+    assert match >= MIN_CODE_MATCH, f"{what}: only {100 * match:.3f}% of codes equal"
+    assert rel_diff(ours.z, theirs["z"]) <= MAX_REL_DIFF, what
+    assert rel_diff(ours.latents, theirs["latents"]) <= MAX_REL_DIFF, what
+    if "audio" in theirs:
+        assert ours.audio.shape == theirs["audio"].shape, what
+        diff = float(np.max(np.abs(np.asarray(ours.audio) - theirs["audio"])))
+        assert diff <= MAX_AUDIO_DIFF, f"{what}: max |audio diff| {diff:.2e}"
+        np.testing.assert_allclose(float(ours.commitment_loss), theirs["vq/commitment_loss"], rtol=1e-4)
+        np.testing.assert_allclose(float(ours.codebook_loss), theirs["vq/codebook_loss"], rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def models(reference_dir):
+    """{preset: (torch model, our codec)}, built lazily and kept for the module."""
+    cache = {}
+
+    def get(preset):
+        if preset not in cache:
+            path = reference.reference_checkpoint(preset, reference_dir)
+            cache[preset] = (reference.load_torch(path), dac_jax.load_model(path))
+        return cache[preset]
+
+    return get
+
+
+@pytest.mark.parametrize("signal", ["noise", "sweep", "speech"])
+def test_44khz_forward_equals_original(models, signal):
+    torch_model, codec = models("44khz")
+    audio = reference.test_signals(44100)[signal]  # batch of 3, 0.5 / 0.75 / 1 s zero-padded
+    assert_equivalent(codec(audio), reference.run_torch(torch_model, audio), f"44khz {signal}")
+
+
+@pytest.mark.parametrize(
+    "preset, signal", [("24khz", "speech"), ("16khz", "sweep"), ("44khz-16kbps", "noise")]
+)
+def test_other_released_models_equal_original(models, preset, signal):
+    torch_model, codec = models(preset)
+    audio = reference.test_signals(codec.sample_rate)[signal]
+    assert_equivalent(codec(audio), reference.run_torch(torch_model, audio), f"{preset} {signal}")
+
+
+def test_44khz_n_quantizers_equal_original(models):
+    import torch
+
+    torch_model, codec = models("44khz")
+    audio = reference.test_signals(44100, lengths=(0.5, 0.3))["speech"]
+    x = torch.from_numpy(np.asarray(torch_model.preprocess(torch.from_numpy(audio), 44100)))
+    for n in range(1, codec.n_codebooks + 1):
+        with torch.no_grad():
+            z, codes, latents, _, _ = torch_model.encode(x, n_quantizers=n)
+        ours = codec.encode_full(audio, n_quantizers=n)
+        assert ours.codes.shape == (2, n, codes.shape[-1])
+        assert_equivalent(ours, {"z": z.numpy(), "codes": codes.numpy(), "latents": latents.numpy()}, f"n_quantizers={n}")
+
+
+def _unpadded_torch(torch_model):
+    torch_model.padding = False  # the original's own mode switch
+    return torch_model
+
+
+@pytest.mark.parametrize("preset, window", [("44khz", 0.38), ("24khz", 1.0)])
+def test_unpadded_chunk_equals_original(models, preset, window):
+    """What chunked compression runs: one unpadded chunk of n_samples, encoded then decoded from codes."""
+    import torch
+
+    torch_model, codec = models(preset)
+    sr, hop = codec.sample_rate, codec.hop_length
+    n_samples = int(np.ceil(int(window * sr) / hop) * hop)
+    speech = reference.test_signals(sr, lengths=(1.0, 0.8))["speech"]
+    chunk = np.pad(speech, ((0, 0), (0, 0), (codec.delay, 0)))[..., :n_samples]
+
+    module = DAC(codec.config, padded=False)
+    ours = module.apply(codec.variables, chunk, method=DAC.encode)
+    ours_audio = module.apply(codec.variables, ours.codes, method=DAC.decode_codes)
+    torch_model = _unpadded_torch(torch_model)
+    try:
+        with torch.no_grad():
+            z, codes, latents, _, _ = torch_model.encode(torch.from_numpy(chunk))
+            z_q, _, _ = torch_model.quantizer.from_codes(codes)
+            audio = torch_model.decode(z_q).numpy()
+    finally:
+        torch_model.padding = True
+    assert ours_audio.shape == audio.shape == (2, 1, codec.output_length(n_samples))
+    assert_equivalent(ours, {"z": z.numpy(), "codes": codes.numpy(), "latents": latents.numpy()}, f"{preset} unpadded")
+    diff = float(np.max(np.abs(np.asarray(ours_audio) - audio)))
+    assert diff <= MAX_AUDIO_DIFF, f"{preset} unpadded decode: max |audio diff| {diff:.2e}"

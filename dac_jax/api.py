@@ -48,6 +48,10 @@ def _forward(module: DAC, variables, audio, n_quantizers):
     return module.apply(variables, audio, n_quantizers)
 
 
+def _dtype(x: Any) -> np.dtype:
+    return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
 class Codec:
     """A DAC model with its variables: ``encode`` / ``decode`` on channels-first arrays."""
 
@@ -90,7 +94,7 @@ class Codec:
             raise AudioError(
                 f"audio must be [batch, 1, samples] at {self.sample_rate} Hz with samples > 0; got shape {shape}"
             )
-        dtype = np.result_type(audio)
+        dtype = _dtype(audio)
         if not np.issubdtype(dtype, np.floating):
             raise AudioError(f"audio must be floating point (float32 in [-1, 1]); got {dtype}")
         return jnp.asarray(audio, jnp.float32)
@@ -106,8 +110,8 @@ class Codec:
             raise ValueError(
                 f"codes must be [batch, n (1..{self.n_codebooks}), frames] integers; got shape {shape}"
             )
-        if not np.issubdtype(np.result_type(codes), np.integer):
-            raise ValueError(f"codes must be integers; got {np.result_type(codes)}")
+        if not np.issubdtype(_dtype(codes), np.integer):
+            raise ValueError(f"codes must be integers; got {_dtype(codes)}")
         lo, hi = int(np.min(codes)), int(np.max(codes))
         if lo < 0 or hi >= self.config.codebook_size:
             raise ValueError(f"codes must be in 0..{self.config.codebook_size - 1}; found {lo}..{hi}")

@@ -52,7 +52,10 @@ def run_demo(model_type: str = "44khz", output: str | Path = "runs/demo", durati
     codes, encode_time = _timed(codec.encode, audio)
     _, decode_first = _timed(codec.decode, codes)
     recon, decode_time = _timed(codec.decode, codes)
+    decoded_shape = tuple(recon.shape)
+    # 16/24 kHz decoders give 320 * frames - 8 samples (the original's quirk): pad the tail
     recon = np.asarray(recon)[0, 0, : len(clip)]
+    recon = np.pad(recon, (0, len(clip) - len(recon)))
     sf.write(output / "output.wav", recon, sr)
 
     noise = clip - recon
@@ -63,7 +66,7 @@ def run_demo(model_type: str = "44khz", output: str | Path = "runs/demo", durati
         "sample_rate": sr,
         "input_shape": audio.shape,
         "codes_shape": tuple(codes.shape),
-        "output_shape": (1, 1, len(recon)),
+        "output_shape": decoded_shape,
         "bitrate_kbps": cfg.bitrate / 1000,
         "frame_rate": cfg.frame_rate,
         "encode_s": encode_time,

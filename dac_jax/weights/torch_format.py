@@ -119,6 +119,18 @@ class TorchCheckpoint:
     ignored_kwargs: list[str]
 
 
+def _load_failure(error: Exception) -> str:
+    """The gist of a ``torch.load`` failure, on one line."""
+    text = str(error)
+    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n\n|$)", text, re.S)
+    if match:
+        gist = " ".join(match.group(1).split())
+        if "Unsupported global" in gist:
+            return f"it holds objects other than tensors and plain data, which are not unpickled: {gist}"
+        return f"unpickling failed: {gist}"
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def read_torch_checkpoint(path: str | Path, config: DACConfig | None = None) -> TorchCheckpoint:
     """Read a released-format ``.pth`` file: its state dict and the config from ``metadata.kwargs``.
 
@@ -132,7 +144,7 @@ def read_torch_checkpoint(path: str | Path, config: DACConfig | None = None) -> 
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({_load_failure(e)})") from None
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: expected a dict with 'state_dict' and 'metadata', got {type(data).__name__}")
     if "state_dict" in data:

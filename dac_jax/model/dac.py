@@ -140,6 +140,16 @@ class DAC(Layer):
         return geo.delay(self.geometries())
 
     @nn.nowrap
+    def encoder_frames(self, length: int) -> int:
+        """Latent frames the encoder gives for ``length`` samples, in this module's mode."""
+        return geo.output_length(self.parts()[0].geometries(), length, self.padded)
+
+    @nn.nowrap
+    def decoder_samples(self, frames: int) -> int:
+        """Samples the decoder gives for ``frames`` latent frames, in this module's mode."""
+        return geo.output_length(self.parts()[2].geometries(), frames, self.padded)
+
+    @nn.nowrap
     def hop_length(self) -> int:
         return geo.total_stride(self.parts()[0].geometries())
 

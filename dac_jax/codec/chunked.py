@@ -1,0 +1,192 @@
+"""Chunked encoding and decoding at the model's sample rate, in bounded device memory.
+
+Arrays here are numpy on the host: ``audio [items, samples]`` (an item is one channel of one
+signal) and ``codes [items, n_codebooks, frames]``. Windows are cut on the host, stacked into
+batches of a fixed shape (the last batch padded), and pushed through one compiled function per
+(model, window, batch) shape; only one batch lives on the device at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from dac_jax.api import Codec, _decode, _encode
+from dac_jax.codec.plan import FaithfulPlan, IndependentPlan, independent_plan
+
+Progress = Optional[Callable[[int], None]]  # called with the number of chunks just finished
+
+
+def _batches(n: int, batch_size: int) -> Iterator[range]:
+    for start in range(0, n, batch_size):
+        yield range(start, min(start + batch_size, n))
+
+
+def _run_batched(
+    fn, window: Callable[[int], np.ndarray], n: int, batch_size: int, progress: Progress
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Apply ``fn`` to fixed-shape stacks of ``window(i)``, ``i < n``; yield ``(i, output)`` per window.
+
+    Windows are cut only when their batch is due, so host memory holds one batch, not all of them.
+    """
+    first = window(0)
+    for group in _batches(n, batch_size):
+        stack = np.zeros((batch_size, *first.shape), first.dtype)
+        for j, i in enumerate(group):
+            stack[j] = window(i)
+        out = np.asarray(fn(stack))
+        for j, i in enumerate(group):
+            yield i, out[j]
+        if progress:
+            progress(len(group))
+
+
+# --------------------------------------------------------------------------------------------
+# Faithful mode: the original's chunks
+# --------------------------------------------------------------------------------------------
+
+
+def encode_faithful(
+    codec: Codec, audio: np.ndarray, plan: FaithfulPlan, n_quantizers: Optional[int] = None,
+    batch_size: int = 1, progress: Progress = None,
+) -> np.ndarray:
+    """The original's chunk loop: ``audio [items, samples]`` -> codes ``[items, n, chunks * chunk_length]``."""
+    items, length = audio.shape
+    if plan.padded:
+        x = audio[:, None, :]
+        codes = np.asarray(_encode(codec.module, codec.variables, x, n_quantizers).codes)
+        if progress:
+            progress(1)
+        return codes
+    starts = list(plan.starts())
+    n = len(starts)
+
+    def window(i: int) -> np.ndarray:
+        # chunk i of the signal zero-padded by `delay` on both sides, itself zero-padded to n_samples
+        item, k = divmod(i, n)
+        begin, end = starts[k] - plan.delay, starts[k] - plan.delay + plan.n_samples
+        w = np.zeros((1, plan.n_samples), np.float32)
+        src = audio[item, max(begin, 0) : max(min(end, length), 0)]
+        w[0, max(-begin, 0) : max(-begin, 0) + len(src)] = src
+        return w
+
+    fn = lambda x: _encode(codec.unpadded_module, codec.variables, x, n_quantizers).codes  # noqa: E731
+    out = None
+    for i, c in _run_batched(fn, window, items * n, batch_size, progress):
+        if out is None:
+            out = np.zeros((items, c.shape[0], n * c.shape[1]), np.int32)
+        item, k = divmod(i, n)
+        out[item, :, k * c.shape[1] : (k + 1) * c.shape[1]] = c
+    return out
+
+
+def decode_faithful(
+    codec: Codec, codes: np.ndarray, chunk_length: int, padding: bool, batch_size: int = 1,
+    progress: Progress = None,
+) -> np.ndarray:
+    """The original's decompress loop: each ``chunk_length`` slice decoded on its own, concatenated."""
+    items, _, total = codes.shape
+    module = codec.module if padding else codec.unpadded_module
+    starts = list(range(0, total, chunk_length))
+    if len(starts) == 1 or total % chunk_length:
+        # a single chunk, or a ragged last chunk (never written by the original): one shape each
+        parts = [np.asarray(_decode(module, codec.variables, codes[:, :, s : s + chunk_length])) for s in starts]
+        if progress:
+            progress(len(starts))
+        return np.concatenate(parts, axis=-1)[:, 0]
+    n = len(starts)
+
+    def window(i: int) -> np.ndarray:
+        item, k = divmod(i, n)
+        return codes[item, :, starts[k] : starts[k] + chunk_length]
+
+    fn = lambda c: _decode(module, codec.variables, c)  # noqa: E731
+    out = None
+    for i, a in _run_batched(fn, window, items * n, batch_size, progress):
+        if out is None:
+            out = np.zeros((items, n * a.shape[-1]), np.float32)
+        item, k = divmod(i, n)
+        out[item, k * a.shape[-1] : (k + 1) * a.shape[-1]] = a[0]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Window-independent mode
+# --------------------------------------------------------------------------------------------
+
+
+def encoder_context(codec: Codec) -> int:
+    """Context frames per side for the encoder: its whole receptive field, in frames."""
+    return math.ceil(codec.module.encoder_receptive_field() / codec.hop_length)
+
+
+def decoder_context(codec: Codec) -> int:
+    """Context frames per side for the decoder: its whole receptive field (in frames)."""
+    return codec.module.decoder_receptive_field()
+
+
+def frames_for_window(codec: Codec, win_duration: float) -> int:
+    return max(1, round(win_duration * codec.sample_rate / codec.hop_length))
+
+
+def encode_independent(
+    codec: Codec, audio: np.ndarray, win_duration: float = 5.0, n_quantizers: Optional[int] = None,
+    batch_size: int = 4, progress: Progress = None,
+) -> np.ndarray:
+    """Codes equal to whole-signal padded-mode encoding, whatever the window.
+
+    ``audio [items, samples]`` -> ``codes [items, n, ceil(samples / hop)]``.
+    """
+    hop = codec.hop_length
+    items, length = audio.shape
+    total = math.ceil(length / hop)
+    plan = independent_plan(total, frames_for_window(codec, win_duration), encoder_context(codec))
+
+    def window(i: int) -> np.ndarray:
+        # the signal right-padded with zeros to whole frames, as padded-mode encoding does
+        item, k = divmod(i, plan.n_chunks)
+        begin = plan.window_start(k) * hop
+        w = np.zeros((1, plan.window * hop), np.float32)
+        src = audio[item, begin : min(begin + plan.window * hop, length)]
+        w[0, : len(src)] = src
+        return w
+
+    fn = lambda x: _encode(codec.module, codec.variables, x, n_quantizers).codes  # noqa: E731
+    return _assemble(plan, window, fn, items, batch_size, progress, hop_out=1)
+
+
+def decode_independent(
+    codec: Codec, codes: np.ndarray, win_duration: float = 5.0, batch_size: int = 4,
+    progress: Progress = None,
+) -> np.ndarray:
+    """Audio equal to decoding the whole code sequence at once (padded mode), in windows.
+
+    ``codes [items, n, frames]`` -> ``audio [items, samples]`` with the padded decoder's length.
+    """
+    items, _, total = codes.shape
+    plan = independent_plan(total, frames_for_window(codec, win_duration), decoder_context(codec))
+
+    def window(i: int) -> np.ndarray:
+        item, k = divmod(i, plan.n_chunks)
+        return codes[item, :, plan.window_start(k) : plan.window_start(k) + plan.window]
+
+    fn = lambda c: _decode(codec.module, codec.variables, c)[:, 0]  # noqa: E731
+    out = _assemble(plan, window, fn, items, batch_size, progress, hop_out=codec.hop_length)
+    # the padded decoder's own length (320 * frames - 8 for the stride-5 decoders)
+    return out[:, : codec.module.decoder_samples(total)]
+
+
+def _assemble(plan: IndependentPlan, window, fn, items: int, batch_size: int, progress: Progress, hop_out: int) -> np.ndarray:
+    """Keep each window's own frames (``hop_out`` outputs per frame) and lay them end to end."""
+    out = None
+    for i, result in _run_batched(fn, window, items * plan.n_chunks, batch_size, progress):
+        item, k = divmod(i, plan.n_chunks)
+        first, last = plan.kept(k)
+        off = plan.offset(k)
+        if out is None:
+            out = np.zeros((items, *result.shape[:-1], plan.total * hop_out), result.dtype)
+        piece = result[..., off * hop_out : (off + last - first) * hop_out]
+        out[item, ..., first * hop_out : first * hop_out + piece.shape[-1]] = piece
+    return out

@@ -11,6 +11,7 @@ from dac_jax.errors import (
     EquivalenceError,
     FileFormatError,
     MissingDependencyError,
+    UsageError,
     WeightsError,
 )
 from dac_jax.model.config import PRESETS, DACConfig, get_config
@@ -30,6 +31,7 @@ __all__ = [
     "FileFormatError",
     "MissingDependencyError",
     "PRESETS",
+    "UsageError",
     "WeightsError",
     "get_config",
     "init_model",

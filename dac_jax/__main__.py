@@ -1,4 +1,4 @@
-"""Command line: ``python -m dac_jax {demo,convert,export,download}``.
+"""Command line: ``python -m dac_jax {encode,decode,demo,convert,export,download}``.
 
 Each command calls one library function; errors of dac-jax become one line on stderr and exit 1.
 """
@@ -16,6 +16,50 @@ def _demo(args) -> None:
     from dac_jax.demo import run_demo
 
     run_demo(args.model_type, args.output, args.duration, args.seed)
+
+
+def _load_codec(args):
+    from dac_jax.api import load_model
+
+    if args.weights_path:
+        return load_model(args.weights_path)
+    return load_model(args.model_type, model_bitrate=args.model_bitrate, tag=args.model_tag)
+
+
+def _encode(args) -> int:
+    from dac_jax.codec.batch import encode_files
+
+    summary = encode_files(
+        _load_codec(args), args.input, args.output, win_duration=args.win_duration,
+        n_quantizers=args.n_quantizers, mode=args.mode, batch_size=args.batch_size, progress=not args.quiet,
+    )
+    print(summary.line("encoded"))
+    return 1 if summary.failed or not summary.done else 0
+
+
+def _decode(args) -> int:
+    from dac_jax.codec.batch import decode_files
+
+    summary = decode_files(
+        _load_codec(args), args.input, args.output, win_duration=args.win_duration,
+        batch_size=args.batch_size, progress=not args.quiet,
+    )
+    print(summary.line("decoded"))
+    return 1 if summary.failed or not summary.done else 0
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", nargs="+", help="files or folders (walked recursively; the tree is mirrored)")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--weights_path", default="", help="a released-format .pth or a dac-jax checkpoint folder")
+    p.add_argument("--model_type", default="44khz", choices=["44khz", "24khz", "16khz"],
+                   help="released model to use when --weights_path is not given")
+    p.add_argument("--model_bitrate", default="8kbps", choices=["8kbps", "16kbps"])
+    p.add_argument("--model_tag", default="latest")
+    p.add_argument("--win_duration", type=float, default=5.0,
+                   help="seconds of audio per chunk (bounds device memory)")
+    p.add_argument("--batch_size", type=int, default=4, help="chunks per compiled call")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _convert(args) -> None:
@@ -50,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dac_jax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("encode", help="compress audio files to .dac files")
+    _add_model_flags(p)
+    p.add_argument("--n_quantizers", type=int, default=None, help="codebooks to use (default: all)")
+    p.add_argument("--mode", default="independent", choices=["independent", "faithful"],
+                   help="independent: codes equal whole-file encoding, one frame per hop, any window; "
+                   "faithful: the original's window-dependent chunks")
+    p.set_defaults(func=_encode)
+
+    p = sub.add_parser("decode", help="decompress .dac files to .wav files")
+    _add_model_flags(p)
+    p.set_defaults(func=_decode)
+
     p = sub.add_parser("demo", help="round-trip an example clip through a model and report shapes, bitrate, time")
     p.add_argument("--model_type", default="44khz", help="44khz, 44khz-16kbps, 24khz or 16khz")
     p.add_argument("--output", default="runs/demo", help="folder for input.wav and output.wav")
@@ -80,11 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except DacJaxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dac_jax.errors import AudioError, WeightsError
+from dac_jax.errors import AudioError, UsageError, WeightsError
 from dac_jax.model.config import ConfigLike, DACConfig, PRESETS, get_config
 from dac_jax.model.dac import DAC, DACOutput, EncodeOutput, init_variables
 
@@ -101,20 +101,20 @@ class Codec:
 
     def _check_n_quantizers(self, n_quantizers: Optional[int]) -> Optional[int]:
         if n_quantizers is not None and not 1 <= int(n_quantizers) <= self.n_codebooks:
-            raise ValueError(f"n_quantizers must be in 1..{self.n_codebooks}; got {n_quantizers}")
+            raise UsageError(f"n_quantizers must be in 1..{self.n_codebooks} for this model; got {n_quantizers}")
         return None if n_quantizers is None else int(n_quantizers)
 
     def _check_codes(self, codes: Any) -> jax.Array:
         shape = np.shape(codes)
         if len(shape) != 3 or not 1 <= shape[1] <= self.n_codebooks or shape[2] == 0:
-            raise ValueError(
+            raise UsageError(
                 f"codes must be [batch, n (1..{self.n_codebooks}), frames] integers; got shape {shape}"
             )
         if not np.issubdtype(_dtype(codes), np.integer):
-            raise ValueError(f"codes must be integers; got {_dtype(codes)}")
+            raise UsageError(f"codes must be integers; got {_dtype(codes)}")
         lo, hi = int(np.min(codes)), int(np.max(codes))
         if lo < 0 or hi >= self.config.codebook_size:
-            raise ValueError(f"codes must be in 0..{self.config.codebook_size - 1}; found {lo}..{hi}")
+            raise UsageError(f"codes must be in 0..{self.config.codebook_size - 1}; found {lo}..{hi}")
         return jnp.asarray(codes, jnp.int32)
 
     # -- inference ----------------------------------------------------------------------------

@@ -17,6 +17,10 @@ class WeightsError(DacJaxError, ValueError):
     """Weights that do not fit the model: missing, extra or mis-shaped keys, or unreadable files."""
 
 
+class UsageError(DacJaxError, ValueError):
+    """An argument out of range: n_quantizers, a window, a batch size, codes that do not fit."""
+
+
 class MissingDependencyError(DacJaxError, ImportError):
     """An optional dependency (torch, the reference ``dac`` package) is needed and not installed."""
 

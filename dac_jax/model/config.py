@@ -6,6 +6,8 @@ import dataclasses
 import math
 from typing import Any, Mapping, Union
 
+from dac_jax.errors import UsageError
+
 
 @dataclasses.dataclass(frozen=True)
 class DACConfig:
@@ -102,4 +104,4 @@ def get_config(config: ConfigLike) -> DACConfig:
     try:
         return PRESETS[config]
     except KeyError:
-        raise ValueError(f"unknown model type {config!r}; presets: {', '.join(PRESETS)}") from None
+        raise UsageError(f"unknown model type {config!r}; presets: {', '.join(PRESETS)}") from None

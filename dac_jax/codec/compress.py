@@ -1,0 +1,171 @@
+"""compress / decompress: audio files or arrays to ``.dac`` files and back.
+
+The signal path is the original's (DAC_SPEC section 3): resample to the model rate (julius'
+algorithm), measure loudness and normalise to ``normalize_db``, limit peaks to 1, code every channel
+as its own item, then chunk. ``decompress`` decodes, restores the measured loudness, resamples back
+and crops to the original length.
+
+Two modes:
+
+- ``"faithful"``: the original's chunks (window-dependent codes, overlapping by twice the delay);
+  the codes equal the original's ``compress`` at the same window.
+- ``"independent"``: codes equal to encoding the whole file at once, one frame per hop whatever the
+  window (frame ``k`` is at ``k / frame_rate`` seconds); written as one padded chunk, which the
+  original's ``decompress`` also decodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from dac_jax.api import Codec
+from dac_jax.audio.io import read_audio
+from dac_jax.audio.loudness import loudness, normalize_gain, peak_gain
+from dac_jax.audio.resample import resample_long
+from dac_jax.codec import chunked
+from dac_jax.codec.dacfile import DACFile, load as load_dacfile, validate_for_model
+from dac_jax.codec.plan import faithful_plan
+from dac_jax.errors import AudioError, UsageError
+
+MODES = ("independent", "faithful")
+DEFAULT_MODE = "independent"
+
+PathLike = Union[str, Path]
+
+
+@dataclasses.dataclass
+class DecodedAudio:
+    samples: np.ndarray  # float32 [batch, channels, original_length]
+    sample_rate: int  # the original file's rate
+
+
+def _as_batch(audio: np.ndarray, where: str) -> np.ndarray:
+    """``[T]``, ``[C, T]`` or ``[B, C, T]`` -> float32 ``[B, C, T]``, checked."""
+    audio = np.asarray(audio)
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise AudioError(f"{where}: audio must be floating point, got {audio.dtype}")
+    if audio.ndim == 1:
+        audio = audio[None, None]
+    elif audio.ndim == 2:
+        audio = audio[None]
+    if audio.ndim != 3 or audio.shape[-1] == 0 or 0 in audio.shape:
+        raise AudioError(f"{where}: expected audio [samples], [channels, samples] or [batch, channels, samples]; got shape {audio.shape}")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(f"{where}: audio contains NaN or Inf samples")
+    return audio.astype(np.float32, copy=False)
+
+
+def _limit_peaks(x: np.ndarray) -> None:
+    """audiotools' ``ensure_max_of_audio()`` in place: each channel's peak scaled down to 1 if above."""
+    x *= peak_gain(np.max(np.abs(x), axis=-1, keepdims=True))
+
+
+def _check_options(win_duration: float, batch_size: int, mode: str) -> None:
+    if mode not in MODES:
+        raise UsageError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if not win_duration or win_duration <= 0:
+        raise UsageError(f"the window must be a positive number of seconds; got {win_duration}")
+    if batch_size < 1:
+        raise UsageError(f"the batch size must be at least 1; got {batch_size}")
+
+
+def compress(
+    codec: Codec,
+    source: Union[PathLike, np.ndarray],
+    sample_rate: Optional[int] = None,
+    win_duration: float = 5.0,
+    n_quantizers: Optional[int] = None,
+    normalize_db: Optional[float] = -16.0,
+    mode: str = DEFAULT_MODE,
+    batch_size: int = 4,
+    progress: chunked.Progress = None,
+) -> DACFile:
+    """Compress an audio file or array into a :class:`DACFile`.
+
+    ``source`` is a path (read with soundfile) or an array ``[T]``, ``[C, T]`` or ``[B, C, T]`` at
+    ``sample_rate`` (default: the model's). ``batch_size`` windows run per compiled call.
+    """
+    _check_options(win_duration, batch_size, mode)
+    n_quantizers = codec._check_n_quantizers(n_quantizers)
+    if isinstance(source, (str, Path)):
+        samples, sample_rate = read_audio(source)
+        where = str(source)
+        audio = samples[None]
+    else:
+        where = "audio array"
+        audio = _as_batch(source, where)
+        sample_rate = codec.sample_rate if sample_rate is None else int(sample_rate)
+    nb, nac, original_length = audio.shape
+
+    x = audio if sample_rate == codec.sample_rate else resample_long(audio, sample_rate, codec.sample_rate)
+    if x is audio:
+        x = x.copy()  # normalised in place below
+    input_db = np.asarray(loudness(x, codec.sample_rate), np.float32).reshape(nb)
+    if normalize_db is not None:
+        x *= normalize_gain(input_db, normalize_db)[:, None, None]
+    _limit_peaks(x)
+    items = x.reshape(nb * nac, -1)
+
+    if mode == "independent":
+        codes = chunked.encode_independent(codec, items, win_duration, n_quantizers, batch_size, progress)
+        chunk_length, padding = codes.shape[-1], True
+    else:
+        plan = faithful_plan(
+            items.shape[-1], codec.sample_rate, codec.hop_length, win_duration, codec.delay,
+            codec.output_length, codec.unpadded_module.encoder_frames,
+        )
+        codes = chunked.encode_faithful(codec, items, plan, n_quantizers, batch_size, progress)
+        chunk_length, padding = (codes.shape[-1] if plan.padded else plan.frames_per_chunk), plan.padded
+    return DACFile(
+        codes=codes.astype(np.uint16),
+        chunk_length=int(chunk_length),
+        original_length=int(original_length),
+        input_db=input_db,
+        channels=int(nac),
+        sample_rate=int(sample_rate),
+        padding=bool(padding),
+        dac_version="1.0.0",
+    )
+
+
+def decompress(
+    codec: Codec,
+    source: Union[PathLike, DACFile],
+    win_duration: float = 5.0,
+    batch_size: int = 4,
+    progress: chunked.Progress = None,
+) -> DecodedAudio:
+    """Decode a :class:`DACFile` (or a ``.dac`` path) to audio at its original rate, length and channels."""
+    _check_options(win_duration, batch_size, DEFAULT_MODE)
+    dacfile = load_dacfile(source) if isinstance(source, (str, Path)) else source
+    where = str(source) if isinstance(source, (str, Path)) else "DACFile"
+    validate_for_model(
+        dacfile, codec.n_codebooks, codec.config.codebook_size, sample_rate=codec.sample_rate,
+        hop_length=codec.hop_length, encoder_frames=codec.unpadded_module.encoder_frames,
+        output_length=codec.output_length, path=where,
+    )
+    codes = np.asarray(dacfile.codes).astype(np.int32)
+    if dacfile.padding and dacfile.chunk_length >= codes.shape[-1]:
+        # one padded chunk (independent mode, or a short input): whole-sequence decoding, in windows
+        audio = chunked.decode_independent(codec, codes, win_duration, batch_size, progress)
+    else:
+        audio = chunked.decode_faithful(codec, codes, dacfile.chunk_length, dacfile.padding, batch_size, progress)
+
+    # restore the loudness measured before compression, per item (channels code as items)
+    items = audio.shape[0]
+    target = np.repeat(np.asarray(dacfile.input_db, np.float32).reshape(-1), dacfile.channels)
+    if target.shape[0] != items:
+        target = np.broadcast_to(np.asarray(dacfile.input_db, np.float32).reshape(-1), (items,))
+    measured = np.asarray(loudness(audio[:, None, :], codec.sample_rate), np.float32).reshape(items)
+    audio *= normalize_gain(measured, target)[:, None]
+    if dacfile.sample_rate != codec.sample_rate:
+        audio = resample_long(audio, codec.sample_rate, dacfile.sample_rate)
+    length = dacfile.original_length
+    if audio.shape[-1] < length:
+        audio = np.pad(audio, ((0, 0), (0, length - audio.shape[-1])))
+    audio = audio[:, :length].reshape(-1, dacfile.channels, length)
+    return DecodedAudio(np.ascontiguousarray(audio), dacfile.sample_rate)

@@ -45,7 +45,7 @@ def test_n_quantizers(pair):
     for n in (1, 2):
         np.testing.assert_array_equal(codec.encode(audio, n_quantizers=n), full[:, :n])
     assert codec.decode(full[:, :1]).shape == codec.decode(full).shape
-    with pytest.raises(ValueError, match=r"n_quantizers must be in 1..3; got 4"):
+    with pytest.raises(dac_jax.UsageError, match=r"n_quantizers must be in 1..3 for this model; got 4"):
         codec.encode(audio, n_quantizers=4)
 
 
@@ -76,9 +76,9 @@ def test_bad_inputs_are_named(pair):
         codec.encode(np.zeros((1, 2, 100), np.float32))
     with pytest.raises(dac_jax.AudioError, match="floating point"):
         codec.encode(np.zeros((1, 1, 100), np.int16))
-    with pytest.raises(ValueError, match=r"codes must be in 0..31; found 0..32"):
+    with pytest.raises(dac_jax.UsageError, match=r"codes must be in 0..31; found 0..32"):
         codec.decode(np.array([[[0, 32]]]))
-    with pytest.raises(ValueError, match=r"codes must be \[batch, n \(1..3\), frames\]"):
+    with pytest.raises(dac_jax.UsageError, match=r"codes must be \[batch, n \(1..3\), frames\]"):
         codec.decode(np.zeros((1, 4, 5), np.int32))
 
 
@@ -101,5 +101,5 @@ def test_init_model_presets():
     codec = dac_jax.init_model("tiny", seed=0)
     again = dac_jax.init_model("tiny", seed=0)
     jax.tree_util.tree_map(np.testing.assert_array_equal, codec.variables, again.variables)
-    with pytest.raises(ValueError, match="unknown model type 'nope'"):
+    with pytest.raises(dac_jax.UsageError, match="unknown model type 'nope'"):
         dac_jax.init_model("nope")

@@ -5,6 +5,7 @@ on demand.
 """
 
 from dac_jax.api import Codec, init_model, load_model
+from dac_jax.codec.dacfile import DACFile
 from dac_jax.errors import (
     AudioError,
     DacJaxError,
@@ -24,6 +25,7 @@ __all__ = [
     "Codec",
     "DAC",
     "DACConfig",
+    "DACFile",
     "DACOutput",
     "DacJaxError",
     "EncodeOutput",

@@ -135,6 +135,22 @@ class Codec:
         """Encode and decode (the original's ``forward``): audio cropped to the input length."""
         return _forward(self.module, self.variables, self._check_audio(audio), self._check_n_quantizers(n_quantizers))
 
+    # -- long files -------------------------------------------------------------------------------
+
+    def compress(self, source, sample_rate: Optional[int] = None, win_duration: float = 5.0,
+                 n_quantizers: Optional[int] = None, normalize_db: Optional[float] = -16.0,
+                 mode: str = "independent", batch_size: int = 4, progress=None):
+        """Compress a file or an array into a ``DACFile`` (see :func:`dac_jax.codec.compress.compress`)."""
+        from dac_jax.codec.compress import compress
+
+        return compress(self, source, sample_rate, win_duration, n_quantizers, normalize_db, mode, batch_size, progress)
+
+    def decompress(self, source, win_duration: float = 5.0, batch_size: int = 4, progress=None):
+        """Decode a ``DACFile`` or ``.dac`` path to ``DecodedAudio(samples [B, C, T], sample_rate)``."""
+        from dac_jax.codec.compress import decompress
+
+        return decompress(self, source, win_duration, batch_size, progress)
+
     # -- saving ------------------------------------------------------------------------------------
 
     def save(self, path: Union[str, Path], metadata: Optional[dict] = None) -> Path:

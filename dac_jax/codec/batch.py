@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from dac_jax.api import Codec
 from dac_jax.audio.io import audio_info, write_audio
-from dac_jax.codec.compress import compress, decompress
+from dac_jax.codec.compress import check_options, compress, decompress
 from dac_jax.errors import DacJaxError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".mp4", ".ogg", ".aif", ".aiff")
@@ -80,6 +80,7 @@ def encode_files(
     batch_size: int = 4, progress: bool = True,
 ) -> BatchSummary:
     """Compress audio files (and trees of them) to ``.dac`` files under ``output``."""
+    check_options(codec, win_duration, n_quantizers, mode, batch_size)
     output = Path(output)
 
     def work(source: Path, relative: Path, tick) -> float:

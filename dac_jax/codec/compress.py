@@ -73,6 +73,17 @@ def _check_options(win_duration: float, batch_size: int, mode: str) -> None:
         raise UsageError(f"the batch size must be at least 1; got {batch_size}")
 
 
+def check_options(codec: Codec, win_duration: float, n_quantizers: Optional[int], mode: str, batch_size: int) -> None:
+    """Raise :class:`UsageError` / :class:`AudioError` for options no input could satisfy (before any work)."""
+    _check_options(win_duration, batch_size, mode)
+    codec._check_n_quantizers(n_quantizers)
+    if mode == "faithful":  # a window whose chunks have no hop fails for every input longer than it
+        faithful_plan(
+            10 * codec.hop_length + int(win_duration * codec.sample_rate), codec.sample_rate, codec.hop_length,
+            win_duration, codec.delay, codec.output_length, codec.unpadded_module.encoder_frames,
+        )
+
+
 def compress(
     codec: Codec,
     source: Union[PathLike, np.ndarray],

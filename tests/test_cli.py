@@ -1,0 +1,145 @@
+"""compress.py / python -m dac_jax encode|decode: real files, real trees, real errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import dac_jax
+from dac_jax.audio import synth
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, module=False):
+    cmd = [sys.executable, "-m", "dac_jax"] if module else [sys.executable, str(ROOT / "compress.py")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return dac_jax.init_model("tiny", seed=0).save(tmp_path_factory.mktemp("w") / "tiny")
+
+
+def clip(seconds, rate, channels=1):
+    x = synth.speech_like(seconds, rate, seed=1)
+    return np.stack([x, 0.5 * synth.sine_sweep(seconds, rate)][:channels] + [0.3 * x] * max(0, channels - 2), axis=1)
+
+
+def make_tree(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Audio files in nested folders (and a non-audio file); {relative stem: (rate, channels, frames)}."""
+    files = {"a/b/x.wav": (16000, 1, 1.3, "PCM_16"), "a/y.flac": (44100, 2, 0.9, "PCM_24"), "z.wav": (22050, 1, 0.4, "FLOAT")}
+    expected = {}
+    for rel, (rate, ch, sec, subtype) in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, clip(sec, rate, ch), rate, subtype=subtype)
+        expected[str(Path(rel).with_suffix(""))] = (rate, ch, sf.info(str(path)).frames)
+    (root / "a" / "notes.txt").write_text("not audio, not an audio suffix: ignored")
+    return expected
+
+
+@pytest.mark.parametrize("mode", ["independent", "faithful"])
+def test_encode_decode_a_tree(tmp_path, weights, mode):
+    expected = make_tree(tmp_path / "in")
+    res = run("encode", tmp_path / "in", "--output", tmp_path / "codes", "--weights_path", weights,
+              "--win_duration", "0.25", "--mode", mode, "--batch_size", "3", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("encoded 3 files: 2.6 s of audio in ")
+    assert sorted(str(p.relative_to(tmp_path / "codes")) for p in (tmp_path / "codes").rglob("*")
+                  if p.is_file()) == ["a/b/x.dac", "a/y.dac", "z.dac"]
+    f = dac_jax.DACFile.load(tmp_path / "codes" / "a" / "y.dac")
+    assert (f.channels, f.sample_rate, f.padding) == (2, 44100, mode == "independent")
+
+    res = run("decode", tmp_path / "codes", "--output", tmp_path / "out", "--weights_path", weights, "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("decoded 3 files: 2.6 s of audio in ")
+    for stem, (rate, channels, frames) in expected.items():
+        info = sf.info(str(tmp_path / "out" / f"{stem}.wav"))
+        assert (info.samplerate, info.channels, info.frames) == (rate, channels, frames), stem
+
+
+def test_module_entry_point_and_single_files(tmp_path, weights):
+    sf.write(tmp_path / "one.wav", clip(0.5, 16000), 16000)
+    res = run("encode", tmp_path / "one.wav", "--output", tmp_path / "o", "--weights_path", weights, module=True)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "o" / "one.dac").is_file()
+    assert "encoded 1 file: 0.5 s of audio" in res.stdout
+
+
+def test_bad_files_are_reported_and_the_rest_still_run(tmp_path, weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "good.wav", clip(0.6, 16000), 16000)
+    (src / "text.wav").write_text("this is not a wav file")
+    sf.write(src / "empty.wav", np.zeros((0, 1)), 16000)
+    bad = clip(0.3, 16000)
+    bad[100] = np.nan
+    sf.write(src / "nan.wav", bad, 16000, subtype="FLOAT")
+    sf.write(src / "six.wav", clip(0.3, 16000, channels=6), 16000)
+    res = run("encode", src, "--output", tmp_path / "out", "--weights_path", weights, "--quiet")
+    assert res.returncode == 1
+    errors = [line for line in res.stderr.splitlines() + res.stdout.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 4, res.stdout + res.stderr
+    for name in ("text.wav", "empty.wav", "nan.wav", "six.wav"):
+        assert any(name in e for e in errors), name
+    assert "Traceback" not in res.stderr
+    assert "encoded 1 file, 4 failed" in res.stdout
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["good.dac"]  # no partial or temp files
+
+
+def test_short_and_silent_inputs_round_trip(tmp_path, weights):
+    sf.write(tmp_path / "tiny.wav", clip(0.0003, 16000), 16000)  # 4 samples: less than one hop (8)
+    sf.write(tmp_path / "silence.wav", np.zeros((8000, 2)), 16000)
+    assert run("encode", tmp_path / "tiny.wav", tmp_path / "silence.wav", "--output", tmp_path / "c",
+               "--weights_path", weights, "--quiet").returncode == 0
+    assert run("decode", tmp_path / "c", "--output", tmp_path / "d", "--weights_path", weights, "--quiet").returncode == 0
+    short, _ = sf.read(tmp_path / "d" / "tiny.wav")
+    silent, _ = sf.read(tmp_path / "d" / "silence.wav")
+    assert short.shape == (4,) and silent.shape == (8000, 2)
+    assert np.all(np.isfinite(silent)) and np.max(np.abs(silent)) < 1e-2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--n_quantizers", "9"], "n_quantizers must be in 1..4 for this model; got 9"),
+        (["--mode", "faithful", "--win_duration", "0.001"], "too small for this model"),
+        (["--batch_size", "0"], "batch size must be at least 1"),
+    ],
+)
+def test_bad_options_fail_before_any_work(tmp_path, weights, args, message):
+    sf.write(tmp_path / "a.wav", clip(0.5, 16000), 16000)
+    res = run("encode", tmp_path / "a.wav", "--output", tmp_path / "o", "--weights_path", weights, *args)
+    assert res.returncode == 1
+    assert res.stderr.startswith("error: ") and message in res.stderr and len(res.stderr.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_inputs_and_weights(tmp_path, weights):
+    res = run("encode", tmp_path / "absent.wav", "--output", tmp_path / "o", "--weights_path", weights, "--quiet")
+    assert res.returncode == 1 and "absent.wav" in res.stdout + res.stderr
+    res = run("encode", tmp_path / "absent.wav", "--output", tmp_path / "o", "--weights_path", tmp_path / "nope.pth")
+    assert res.returncode == 1 and res.stderr.startswith("error: ") and "nope.pth" in res.stderr
+
+
+def test_dac_files_that_do_not_fit_are_reported(tmp_path, weights):
+    sf.write(tmp_path / "a.wav", clip(1.0, 16000), 16000)
+    other = dac_jax.init_model("tiny-odd", seed=0).save(tmp_path / "odd")
+    assert run("encode", tmp_path / "a.wav", "--output", tmp_path / "c", "--weights_path", other, "--quiet").returncode == 0
+    good = tmp_path / "c" / "a.dac"
+    truncated = tmp_path / "c" / "truncated.dac"
+    truncated.write_bytes(good.read_bytes()[:200])
+    res = run("decode", tmp_path / "c", "--output", tmp_path / "d", "--weights_path", weights, "--quiet")
+    assert res.returncode == 1
+    out = res.stdout + res.stderr
+    assert "a.dac" in out and "another sample rate or hop" in out  # made by the tiny-odd model (hop 10)
+    assert "truncated.dac" in out
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").rglob("*.wav"))

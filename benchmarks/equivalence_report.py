@@ -67,6 +67,36 @@ def measure(preset: str, folder: Path) -> list[dict]:
     return rows
 
 
+def measure_compress(folder: Path) -> list[dict]:
+    """compress / decompress against the original's, on the test suite's real files."""
+    from dac_jax.codec.compress import compress, decompress
+    from tests.codec.test_compress import CASES, original_signal, write_clip
+
+    rows, models = [], {}
+    for preset, window, name, seconds, rate, channels, subtype in CASES:
+        if preset not in models:
+            path = reference.reference_checkpoint(preset, folder)
+            models[preset] = (reference.load_torch(path), dac_jax.load_model(path))
+        torch_model, codec = models[preset]
+        wav = write_clip(folder / name, seconds, rate, channels, subtype)
+        win = seconds + 1 if window is None else window
+        theirs = torch_model.compress(original_signal(wav), win_duration=win)
+        ours = compress(codec, wav, win_duration=win, mode="faithful")
+        their_file = theirs.save(folder / "theirs.dac")
+        ref_audio = torch_model.decompress(their_file).audio_data.numpy()
+        decoded = decompress(codec, their_file).samples
+        ref_codes = theirs.codes.numpy()
+        rows.append({
+            "preset": preset,
+            "case": f"{name} ({seconds} s, {rate} Hz, {channels} ch), window {window or 'none (one pass)'}",
+            "codes": f"{100 * np.mean(ours.codes == ref_codes):.3f}%",
+            "codebook 0": f"{100 * np.mean(ours.codes[:, 0] == ref_codes[:, 0]):.2f}%",
+            "input_db diff (LU)": f"{float(np.max(np.abs(ours.input_db - theirs.input_db.numpy()))):.1e}",
+            "decoded audio max abs": f"{float(np.max(np.abs(decoded - ref_audio))):.1e}",
+        })
+    return rows
+
+
 def to_markdown(rows: list[dict]) -> str:
     head = list(rows[0])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -78,12 +108,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["44khz", "44khz-16kbps", "24khz", "16khz"])
     parser.add_argument("--output", type=Path, help="also write the table to this Markdown file")
+    parser.add_argument("--compress", action="store_true", help="also compare compress/decompress (slow)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         rows = [row for preset in args.presets for row in measure(preset, Path(folder))]
+        table = to_markdown(rows)
+        if args.compress:
+            table += "\n\ncompress / decompress (faithful mode) against the original's:\n\n"
+            table += to_markdown(measure_compress(Path(folder)))
     import torch
 
-    table = to_markdown(rows)
     header = (
         f"dac-jax {dac_jax.__version__} vs descript-audio-codec (torch {torch.__version__}), "
         f"jax {jax.__version__}, float32 on {platform.processor() or platform.machine()} CPU"

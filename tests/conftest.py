@@ -19,3 +19,20 @@ def reference_dir(tmp_path_factory):
     """A folder for the original models' checkpoints, shared by the whole session."""
     _require_reference()
     return tmp_path_factory.mktemp("reference")
+
+
+@pytest.fixture(scope="session")
+def reference_models(reference_dir):
+    """``get(preset) -> (original torch model, our codec loaded from its .pth)``, each built once."""
+    import dac_jax
+    from tests import reference
+
+    cache = {}
+
+    def get(preset):
+        if preset not in cache:
+            path = reference.reference_checkpoint(preset, reference_dir)
+            cache[preset] = (reference.load_torch(path), dac_jax.load_model(path))
+        return cache[preset]
+
+    return get

@@ -36,6 +36,8 @@ def test_demo_imports_a_cached_checkpoint(tmp_path, reference_dir, monkeypatch):
     assert "Codes:   shape (1, 12, 50) (int32), 50.00 frames/s, bitrate 6.00 kbps" in res.stdout
     audio, sr = sf.read(tmp_path / "demo" / "output.wav")
     assert sr == 16000 and audio.shape == (16000,)
+    assert "input.dac" in res.stdout
+    assert sf.info(str(tmp_path / "demo" / "decompressed.wav")).frames == 16000
 
 
 def test_demo_says_when_weights_are_random(tmp_path):

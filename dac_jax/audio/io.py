@@ -98,8 +98,9 @@ def _info_of(path: Path, f: sf.SoundFile) -> AudioInfo:
     return info
 
 
-def _check_finite(path: Path, samples: np.ndarray, offset: int = 0) -> None:
-    if not np.isfinite(samples).all():
+def _check_finite(path: Path, samples: np.ndarray, offset: int = 0, block: int = 1 << 20) -> None:
+    # block by block: a boolean mask of a whole hour of audio would be another 300 MB
+    if not all(np.isfinite(samples[:, i : i + block]).all() for i in range(0, samples.shape[-1], block)):
         bad = np.argwhere(~np.isfinite(samples))[0]
         value = samples[tuple(bad)]
         raise AudioError(
@@ -303,13 +304,18 @@ def write_audio(path: str | Path, samples, sample_rate: int, subtype: str | None
         raise AudioError(f"{path}: samples must be a float or int array, got dtype {data.dtype}")
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioError(f"{path}: nothing to write (shape {data.shape})")
-    if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+    block = 1 << 18  # frames per write: memory stays bounded by a block, not by the signal
+    if np.issubdtype(data.dtype, np.floating) and not all(
+        np.isfinite(data[:, i : i + block]).all() for i in range(0, data.shape[1], block)
+    ):
         raise AudioError(f"{path}: samples contain NaN or Inf")
     if np.issubdtype(data.dtype, np.floating) and data.dtype not in (np.float32, np.float64):
         data = data.astype(np.float32)
     with atomic_path(path) as tmp:
         try:
-            sf.write(str(tmp), data.T, int(sample_rate), subtype=subtype, format=fmt)
+            with sf.SoundFile(str(tmp), "w", int(sample_rate), data.shape[0], subtype, format=fmt) as f:
+                for i in range(0, data.shape[1], block):
+                    f.write(np.ascontiguousarray(data[:, i : i + block].T))
         except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
             reason = getattr(e, "error_string", None) or str(e).replace(str(tmp), str(path))
             raise AudioError(f"{path}: cannot write {fmt}/{subtype or sf.default_subtype(fmt)} ({reason})") from None

@@ -59,9 +59,15 @@ def _as_batch(audio: np.ndarray, where: str) -> np.ndarray:
     return audio.astype(np.float32, copy=False)
 
 
-def _limit_peaks(x: np.ndarray) -> None:
-    """audiotools' ``ensure_max_of_audio()`` in place: each channel's peak scaled down to 1 if above."""
-    x *= peak_gain(np.max(np.abs(x), axis=-1, keepdims=True))
+def _limit_peaks(x: np.ndarray, block: int = 1 << 20) -> None:
+    """audiotools' ``ensure_max_of_audio()`` in place: each channel's peak scaled down to 1 if above.
+
+    The peak is gathered block by block: ``abs(x)`` of an hour of stereo audio would be 1.2 GB more.
+    """
+    peak = np.zeros(x.shape[:-1] + (1,), np.float32)
+    for i in range(0, x.shape[-1], block):
+        np.maximum(peak, np.max(np.abs(x[..., i : i + block]), axis=-1, keepdims=True), out=peak)
+    x *= peak_gain(peak)
 
 
 def _check_options(win_duration: float, batch_size: int, mode: str) -> None:
@@ -112,9 +118,10 @@ def compress(
         sample_rate = codec.sample_rate if sample_rate is None else int(sample_rate)
     nb, nac, original_length = audio.shape
 
-    x = audio if sample_rate == codec.sample_rate else resample_long(audio, sample_rate, codec.sample_rate)
-    if x is audio:
-        x = x.copy()  # normalised in place below
+    if sample_rate != codec.sample_rate:
+        x = resample_long(audio, sample_rate, codec.sample_rate)
+    else:  # normalised in place below: a file's samples are ours, a caller's array is not
+        x = audio if isinstance(source, (str, Path)) else audio.copy()
     input_db = np.asarray(loudness(x, codec.sample_rate), np.float32).reshape(nb)
     if normalize_db is not None:
         x *= normalize_gain(input_db, normalize_db)[:, None, None]
@@ -178,5 +185,6 @@ def decompress(
     length = dacfile.original_length
     if audio.shape[-1] < length:
         audio = np.pad(audio, ((0, 0), (0, length - audio.shape[-1])))
+    # a view, not a copy: an hour of stereo audio is 1.3 GB
     audio = audio[:, :length].reshape(-1, dacfile.channels, length)
-    return DecodedAudio(np.ascontiguousarray(audio), dacfile.sample_rate)
+    return DecodedAudio(audio, dacfile.sample_rate)

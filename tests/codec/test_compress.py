@@ -18,19 +18,6 @@ CHUNK_TABLE = {("44khz", 0.38): (16896, 874), ("44khz", 1.0): (44544, 28522), ("
                ("24khz", 1.0): (24000, 13346)}
 
 
-@pytest.fixture(scope="module")
-def models(reference_dir):
-    cache = {}
-
-    def get(preset):
-        if preset not in cache:
-            path = reference.reference_checkpoint(preset, reference_dir)
-            cache[preset] = (reference.load_torch(path), dac_jax.load_model(path))
-        return cache[preset]
-
-    return get
-
-
 def write_clip(path, duration, sample_rate, channels, subtype):
     """A speech-like clip (plus a tone in the second channel) written as a real audio file."""
     clip = synth.speech_like(duration, sample_rate, seed=7)
@@ -59,8 +46,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("preset, window, name, seconds, rate, channels, subtype", CASES)
-def test_faithful_mode_equals_the_original(models, tmp_path, preset, window, name, seconds, rate, channels, subtype):
-    torch_model, codec = models(preset)
+def test_faithful_mode_equals_the_original(reference_models, tmp_path, preset, window, name, seconds, rate, channels, subtype):
+    torch_model, codec = reference_models(preset)
     path = write_clip(tmp_path / name, seconds, rate, channels, subtype)
     win = seconds + 1 if window is None else window
 
@@ -90,10 +77,10 @@ def test_faithful_mode_equals_the_original(models, tmp_path, preset, window, nam
 
 
 @pytest.mark.parametrize("mode, window", [("faithful", 1.0), ("independent", 0.38)])
-def test_our_files_are_decoded_by_the_original(models, tmp_path, mode, window):
+def test_our_files_are_decoded_by_the_original(reference_models, tmp_path, mode, window):
     from dac.model.base import DACFile as TheirDACFile
 
-    torch_model, codec = models("44khz")
+    torch_model, codec = reference_models("44khz")
     path = write_clip(tmp_path / "in.flac", 1.6, 48000, 2, "PCM_16")
     ours = compress(codec, path, win_duration=window, mode=mode)
     if mode == "independent":  # one frame per hop of the resampled signal, one padded chunk
@@ -107,8 +94,8 @@ def test_our_files_are_decoded_by_the_original(models, tmp_path, mode, window):
     assert np.max(np.abs(decoded.samples - ref_audio)) <= 1e-3
 
 
-def test_independent_codes_do_not_depend_on_the_window(models, tmp_path):
-    _, codec = models("44khz")
+def test_independent_codes_do_not_depend_on_the_window(reference_models, tmp_path):
+    _, codec = reference_models("44khz")
     path = write_clip(tmp_path / "in.wav", 2.0, 44100, 1, "PCM_16")
     files = [compress(codec, path, win_duration=w, mode="independent") for w in (0.2, 0.38, 1.0, 5.0)]
     for f in files[1:]:

@@ -40,23 +40,9 @@ def assert_equivalent(ours, theirs: dict, what: str) -> None:
         np.testing.assert_allclose(float(ours.codebook_loss), theirs["vq/codebook_loss"], rtol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def models(reference_dir):
-    """{preset: (torch model, our codec)}, built lazily and kept for the module."""
-    cache = {}
-
-    def get(preset):
-        if preset not in cache:
-            path = reference.reference_checkpoint(preset, reference_dir)
-            cache[preset] = (reference.load_torch(path), dac_jax.load_model(path))
-        return cache[preset]
-
-    return get
-
-
 @pytest.mark.parametrize("signal", ["noise", "sweep", "speech"])
-def test_44khz_forward_equals_original(models, signal):
-    torch_model, codec = models("44khz")
+def test_44khz_forward_equals_original(reference_models, signal):
+    torch_model, codec = reference_models("44khz")
     audio = reference.test_signals(44100)[signal]  # batch of 3, 0.5 / 0.75 / 1 s zero-padded
     assert_equivalent(codec(audio), reference.run_torch(torch_model, audio), f"44khz {signal}")
 
@@ -64,16 +50,16 @@ def test_44khz_forward_equals_original(models, signal):
 @pytest.mark.parametrize(
     "preset, signal", [("24khz", "speech"), ("16khz", "sweep"), ("44khz-16kbps", "noise")]
 )
-def test_other_released_models_equal_original(models, preset, signal):
-    torch_model, codec = models(preset)
+def test_other_released_models_equal_original(reference_models, preset, signal):
+    torch_model, codec = reference_models(preset)
     audio = reference.test_signals(codec.sample_rate)[signal]
     assert_equivalent(codec(audio), reference.run_torch(torch_model, audio), f"{preset} {signal}")
 
 
-def test_44khz_n_quantizers_equal_original(models):
+def test_44khz_n_quantizers_equal_original(reference_models):
     import torch
 
-    torch_model, codec = models("44khz")
+    torch_model, codec = reference_models("44khz")
     audio = reference.test_signals(44100, lengths=(0.5, 0.3))["speech"]
     x = torch.from_numpy(np.asarray(torch_model.preprocess(torch.from_numpy(audio), 44100)))
     for n in range(1, codec.n_codebooks + 1):
@@ -90,11 +76,11 @@ def _unpadded_torch(torch_model):
 
 
 @pytest.mark.parametrize("preset, window", [("44khz", 0.38), ("24khz", 1.0)])
-def test_unpadded_chunk_equals_original(models, preset, window):
+def test_unpadded_chunk_equals_original(reference_models, preset, window):
     """What chunked compression runs: one unpadded chunk of n_samples, encoded then decoded from codes."""
     import torch
 
-    torch_model, codec = models(preset)
+    torch_model, codec = reference_models(preset)
     sr, hop = codec.sample_rate, codec.hop_length
     n_samples = int(np.ceil(int(window * sr) / hop) * hop)
     speech = reference.test_signals(sr, lengths=(1.0, 0.8))["speech"]

@@ -1,0 +1,453 @@
+"""The original DAC discriminator (``dac.model.discriminator.Discriminator``) in Flax.
+
+Multi-period (MPD), multi-scale (MSD, unused by the final recipe) and multi-band multi-resolution
+complex-STFT (MRD) sub-discriminators, on a DC-removed, peak-normalised input::
+
+    audio [B, 1, T] --preprocess--> y --+-- MPD(p) for p in periods     (discriminators_0 ..)
+                                        +-- MSD(r) for r in rates        (then these)
+                                        +-- MRD(w) for w in fft_sizes    (then these)
+
+``Discriminator(config)(audio)`` returns one list per sub-discriminator, in that order, of its
+feature maps; the last map of each list is its logit. Every map is **channels-first** as in the
+original (``MPD [B, C, T/p, p]``, ``MSD [B, C, T']``, ``MRD [B, C, frames, bins]``), so the
+numbers and the layout are the original's; ``channels_last=True`` returns the same maps
+channels-last (``[B, T/p, p, C]``, ``[B, T', C]``, ``[B, frames, bins, C]``) without the final
+transposes. The GAN losses (means of squares, mean L1 of feature maps) do not depend on the layout.
+
+Inside, every module is channels-last (NHWC / NWC). Parameters keep the PyTorch layouts
+(``weight_v [out, in/groups, *kernel]``, ``weight_g [out, 1, ...]``, ``bias [out]``) and the Flax
+submodule names mirror the original's module tree, so a Flax path maps to the PyTorch key by the
+repo's rule (``name_N`` -> ``name.N``, see :mod:`dac_jax.weights.torch_format`)::
+
+    discriminators_0 / convs_0 / 0 / weight_v        ->  discriminators.0.convs.0.0.weight_v
+    discriminators_5 / band_convs_0 / 1 / 0 / bias   ->  discriminators.5.band_convs.0.1.0.bias
+    discriminators_5 / conv_post / weight_g          ->  discriminators.5.conv_post.weight_g
+
+(``convs.i`` is the original's ``nn.Sequential(conv, LeakyReLU)``, whose conv is child ``0``.)
+
+The MRD spectrogram is audiotools' ``AudioSignal.stft`` with ``match_stride=True`` (periodic hann,
+hop ``w // 4``), computed here with ``jnp.fft`` (:func:`stft_match_stride`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from dac_jax.errors import AudioError
+from dac_jax.nn.layers import weight_norm
+
+BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Constructor arguments of the original ``Discriminator``; the defaults are DAC's final recipe.
+
+    ``rates`` (MSD, empty: unused), ``periods`` (MPD), ``fft_sizes`` (MRD window lengths, hop
+    ``w // 4``), ``sample_rate``, ``bands`` (MRD bands as fractions of the ``w // 2 + 1`` bins, edges
+    truncated to int).
+    """
+
+    rates: tuple[int, ...] = ()
+    periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    fft_sizes: tuple[int, ...] = (2048, 1024, 512)
+    sample_rate: int = 44100
+    bands: tuple[tuple[float, float], ...] = BANDS
+
+    def __post_init__(self):
+        # accept lists from torch kwargs / JSON, keep the dataclass hashable
+        object.__setattr__(self, "rates", tuple(int(r) for r in self.rates))
+        object.__setattr__(self, "periods", tuple(int(p) for p in self.periods))
+        object.__setattr__(self, "fft_sizes", tuple(int(w) for w in self.fft_sizes))
+        object.__setattr__(self, "sample_rate", int(self.sample_rate))
+        object.__setattr__(self, "bands", tuple((float(lo), float(hi)) for lo, hi in self.bands))
+        if any(p < 1 for p in self.periods):
+            raise ValueError(f"periods must be positive, got {self.periods}")
+        if any(r < 1 or self.sample_rate // r < 1 for r in self.rates):
+            raise ValueError(f"rates must be positive and at most the sample rate, got {self.rates}")
+        if any(w < 4 for w in self.fft_sizes):
+            raise ValueError(f"fft_sizes must be at least 4 (hop w // 4), got {self.fft_sizes}")
+        if self.fft_sizes and not self.bands:
+            raise ValueError("an MRD needs at least one band")
+        for w in self.fft_sizes:
+            for lo, hi in band_edges(w, self.bands):
+                if hi <= lo:
+                    raise ValueError(f"band edges {self.bands} give an empty band ({lo}, {hi}) for fft size {w}")
+
+    @property
+    def n_discriminators(self) -> int:
+        return len(self.periods) + len(self.rates) + len(self.fft_sizes)
+
+    def labels(self) -> list[str]:
+        """A name per sub-discriminator, in output order (``mpd_2``, ..., ``msd_1``, ``mrd_2048``)."""
+        return (
+            [f"mpd_{p}" for p in self.periods]
+            + [f"msd_{r}" for r in self.rates]
+            + [f"mrd_{w}" for w in self.fft_sizes]
+        )
+
+    def min_length(self) -> int:
+        """The shortest input the original accepts (its reflect pads must be shorter than the signal)."""
+        n = max([p + 1 for p in self.periods] + [1])
+        for w in self.fft_sizes:
+            n = max(n, _stft_min_length(w))
+        return n
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """Constructor kwargs of the original ``Discriminator`` (lists, as the original stores them)."""
+        return {
+            "rates": list(self.rates),
+            "periods": list(self.periods),
+            "fft_sizes": list(self.fft_sizes),
+            "sample_rate": self.sample_rate,
+            "bands": [tuple(b) for b in self.bands],
+        }
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> tuple["DiscriminatorConfig", list[str]]:
+        """Config from a checkpoint's ``metadata.kwargs``; also returns the keys it ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in kwargs.items() if k in names}
+        return cls(**known), sorted(set(kwargs) - names)
+
+
+def band_edges(window_length: int, bands: Sequence[tuple[float, float]] = BANDS) -> list[tuple[int, int]]:
+    """MRD band edges in bins: ``int(fraction * (w // 2 + 1))``, truncated as in the original."""
+    n_bins = window_length // 2 + 1
+    return [(int(lo * n_bins), int(hi * n_bins)) for lo, hi in bands]
+
+
+# --------------------------------------------------------------------------------------------
+# Pure functions
+# --------------------------------------------------------------------------------------------
+
+
+def preprocess(audio: jax.Array) -> jax.Array:
+    """The original's input normalisation, per row and channel, over time (axis -1)::
+
+        y = audio - mean(audio);  y = 0.8 * y / (max|y| + 1e-9)
+    """
+    y = audio - jnp.mean(audio, axis=-1, keepdims=True)
+    return 0.8 * y / (jnp.max(jnp.abs(y), axis=-1, keepdims=True) + 1e-9)
+
+
+def pad_to_period(x: jax.Array, period: int) -> jax.Array:
+    """Reflect-pad ``x [..., T]`` on the right by ``period - T % period`` (a full period when
+    ``T`` is already a multiple, as in the original)."""
+    return _reflect_pad(x, 0, period - x.shape[-1] % period)
+
+
+def _reflect_pad(x: jax.Array, left: int, right: int) -> jax.Array:
+    # torch's reflect padding refuses pads >= the length; numpy's (and jnp's) would reflect again
+    if max(left, right) >= x.shape[-1]:
+        raise AudioError(
+            f"reflect padding by ({left}, {right}) needs more than {max(left, right)} samples, got {x.shape[-1]}"
+        )
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(left, right)], mode="reflect")
+
+
+def hann_window(length: int) -> np.ndarray:
+    """Periodic hann (``scipy.signal.get_window("hann", n)``, as audiotools uses), float32."""
+    n = np.arange(length, dtype=np.float64)
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / length)).astype(np.float32)
+
+
+def _stft_pads(length: int, window_length: int) -> tuple[int, int, int]:
+    """audiotools' match_stride padding: ``(hop, pad, right_pad)``; the signal is reflect-padded by
+    ``(pad, pad + right_pad)`` and then by ``w // 2`` on both sides (torch.stft's ``center``)."""
+    hop = window_length // 4
+    right_pad = math.ceil(length / hop) * hop - length
+    pad = (window_length - hop) // 2
+    return hop, pad, right_pad
+
+
+def _stft_min_length(window_length: int) -> int:
+    """Shortest signal whose two reflect pads torch accepts."""
+    n = 1
+    while True:
+        hop, pad, right_pad = _stft_pads(n, window_length)
+        if pad + right_pad < n and window_length // 2 < n + 2 * pad + right_pad:
+            return n
+        n += 1
+
+
+def stft_frames(length: int, window_length: int) -> int:
+    """Frames of :func:`stft_match_stride` for ``length`` samples (``ceil(T / hop)`` for even hops)."""
+    hop, pad, right_pad = _stft_pads(length, window_length)
+    return 1 + (length + 2 * pad + right_pad) // hop - 4
+
+
+def stft_match_stride(x: jax.Array, window_length: int) -> jax.Array:
+    """audiotools' ``AudioSignal.stft`` with ``match_stride=True``, a periodic hann window and hop
+    ``w // 4``: ``x [..., T]`` -> complex ``[..., frames, w // 2 + 1]`` (time before frequency).
+
+    As audiotools does it::
+
+        x  --reflect pad (pad, pad + right_pad)-->  --reflect pad (w/2, w/2) (torch.stft center)-->
+           frames at i * hop, i = 0 .. 1 + L // hop  --drop 2 first and 2 last-->  ceil(T / hop) frames
+
+    with ``pad = (w - hop) // 2``, ``right_pad = ceil(T / hop) * hop - T``. Frames are gathered as
+    ``ceil(w / hop)`` shifted views of the signal cut in hops (no index gather), then windowed and
+    ``rfft``-ed (unnormalised, as torch.stft).
+    """
+    length = x.shape[-1]
+    hop, pad, right_pad = _stft_pads(length, window_length)
+    x = _reflect_pad(x, pad, pad + right_pad)
+    x = _reflect_pad(x, window_length // 2, window_length // 2)
+    frames = stft_frames(length, window_length)
+    # kept frame i starts at (i + 2) * hop
+    shifts = -(-window_length // hop)
+    need = (frames + shifts - 1) * hop
+    x = x[..., 2 * hop :]
+    if x.shape[-1] < need:  # only for hops that do not divide the window; those samples are cut below
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, need - x.shape[-1])])
+    blocks = x[..., :need].reshape(*x.shape[:-1], frames + shifts - 1, hop)
+    framed = jnp.concatenate([blocks[..., j : j + frames, :] for j in range(shifts)], axis=-1)
+    framed = framed[..., :window_length] * jnp.asarray(hann_window(window_length))
+    return jnp.fft.rfft(framed, n=window_length, axis=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Weight-normed convolutions (1-D or 2-D, grouped), channels-last, PyTorch parameter layouts
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    """One ``nn.Conv1d`` / ``nn.Conv2d`` of the original: channels, kernel, stride, symmetric padding."""
+
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    groups: int = 1
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel)
+
+    @property
+    def fan_in(self) -> int:
+        return math.prod(self.weight_shape[1:])
+
+
+def _uniform(bound: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _norm_except_0(v: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim)), keepdims=True))
+
+
+_DIMENSION_NUMBERS = {1: ("NWC", "OIW", "NWC"), 2: ("NHWC", "OIHW", "NHWC")}
+
+
+class WNConv(nn.Module):
+    """Weight-normed conv (``torch.nn.utils.weight_norm(nn.Conv{1,2}d(...))``), channels-last.
+
+    PyTorch's default init: ``weight_v`` kaiming-uniform (``+-1/sqrt(fan_in)``), ``weight_g = ||v||``,
+    ``bias`` uniform ``+-1/sqrt(fan_in)`` (the original discriminator keeps torch's defaults).
+    """
+
+    spec: ConvSpec
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s = self.spec
+        bound = 1.0 / math.sqrt(s.fan_in)
+        v = self.param("weight_v", _uniform(bound), s.weight_shape)
+        g = self.param("weight_g", lambda _: _norm_except_0(v))
+        b = self.param("bias", _uniform(bound), (s.out_channels,))
+        y = lax.conv_general_dilated(
+            x,
+            weight_norm(v, g),
+            window_strides=s.stride,
+            padding=[(p, p) for p in s.padding],
+            dimension_numbers=_DIMENSION_NUMBERS[len(s.kernel)],
+            feature_group_count=s.groups,
+        )
+        return y + b
+
+
+class WNConvAct(nn.Module):
+    """The original's ``nn.Sequential(WNConv, LeakyReLU(0.1))``: the conv is child ``0``."""
+
+    spec: ConvSpec
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.leaky_relu(WNConv(self.spec, name="0")(x), 0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# Sub-discriminators: channels-last inside, y [B, T] in, a list of channels-last maps out
+# --------------------------------------------------------------------------------------------
+
+MPD_CONVS = (
+    ConvSpec(1, 32, (5, 1), (3, 1), (2, 0)),
+    ConvSpec(32, 128, (5, 1), (3, 1), (2, 0)),
+    ConvSpec(128, 512, (5, 1), (3, 1), (2, 0)),
+    ConvSpec(512, 1024, (5, 1), (3, 1), (2, 0)),
+    ConvSpec(1024, 1024, (5, 1), (1, 1), (2, 0)),
+)
+MPD_POST = ConvSpec(1024, 1, (3, 1), (1, 1), (1, 0))
+
+MSD_CONVS = (
+    ConvSpec(1, 16, (15,), (1,), (7,)),
+    ConvSpec(16, 64, (41,), (4,), (20,), groups=4),
+    ConvSpec(64, 256, (41,), (4,), (20,), groups=16),
+    ConvSpec(256, 1024, (41,), (4,), (20,), groups=64),
+    ConvSpec(1024, 1024, (41,), (4,), (20,), groups=256),
+    ConvSpec(1024, 1024, (5,), (1,), (2,)),
+)
+MSD_POST = ConvSpec(1024, 1, (3,), (1,), (1,))
+
+MRD_CHANNELS = 32
+MRD_CONVS = (
+    ConvSpec(2, MRD_CHANNELS, (3, 9), (1, 1), (1, 4)),
+    ConvSpec(MRD_CHANNELS, MRD_CHANNELS, (3, 9), (1, 2), (1, 4)),
+    ConvSpec(MRD_CHANNELS, MRD_CHANNELS, (3, 9), (1, 2), (1, 4)),
+    ConvSpec(MRD_CHANNELS, MRD_CHANNELS, (3, 9), (1, 2), (1, 4)),
+    ConvSpec(MRD_CHANNELS, MRD_CHANNELS, (3, 3), (1, 1), (1, 1)),
+)
+MRD_POST = ConvSpec(MRD_CHANNELS, 1, (3, 3), (1, 1), (1, 1))
+
+
+class MPD(nn.Module):
+    """Multi-period: reflect-pad to a multiple of ``period``, fold to ``[B, T/p, p, 1]``, Conv2d stack."""
+
+    period: int
+
+    @nn.compact
+    def __call__(self, y: jax.Array) -> list[jax.Array]:
+        x = pad_to_period(y, self.period)  # [B, T']
+        x = x.reshape(x.shape[0], -1, self.period, 1)  # "b c (l p) -> b c l p", channels-last
+        fmap = []
+        for i, spec in enumerate(MPD_CONVS):
+            x = WNConvAct(spec, name=f"convs_{i}")(x)
+            fmap.append(x)
+        fmap.append(WNConv(MPD_POST, name="conv_post")(x))
+        return fmap
+
+
+class MSD(nn.Module):
+    """Multi-scale: resample to ``sample_rate // rate`` (julius' resample_frac), grouped Conv1d stack."""
+
+    rate: int = 1
+    sample_rate: int = 44100
+
+    @nn.compact
+    def __call__(self, y: jax.Array) -> list[jax.Array]:
+        from dac_jax.audio.resample import resample_frac
+
+        x = resample_frac(y, self.sample_rate, self.sample_rate // self.rate)[..., None]  # [B, T', 1]
+        fmap = []
+        for i, spec in enumerate(MSD_CONVS):
+            x = WNConvAct(spec, name=f"convs_{i}")(x)
+            fmap.append(x)
+        fmap.append(WNConv(MSD_POST, name="conv_post")(x))
+        return fmap
+
+
+class BandStack(nn.Module):
+    """One band's conv stack (the original's inner ``nn.ModuleList``): children ``0`` .. ``4``."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> list[jax.Array]:
+        fmap = []
+        for i, spec in enumerate(MRD_CONVS):
+            x = WNConvAct(spec, name=str(i))(x)
+            fmap.append(x)
+        return fmap
+
+
+class MRD(nn.Module):
+    """Multi-band complex STFT: real/imag as 2 channels ``[B, frames, bins, 2]``, split into bands
+    along frequency, a conv stack per band, bands concatenated along frequency, ``conv_post``."""
+
+    window_length: int
+    bands: tuple[tuple[float, float], ...] = BANDS
+
+    @nn.compact
+    def __call__(self, y: jax.Array) -> list[jax.Array]:
+        spec = stft_match_stride(y, self.window_length)  # [B, frames, bins] complex
+        x = jnp.stack([spec.real, spec.imag], axis=-1)  # [B, frames, bins, 2]
+        fmap, outs = [], []
+        for i, (lo, hi) in enumerate(band_edges(self.window_length, self.bands)):
+            maps = BandStack(name=f"band_convs_{i}")(x[:, :, lo:hi, :])
+            fmap.extend(maps)
+            outs.append(maps[-1])
+        x = jnp.concatenate(outs, axis=2)
+        fmap.append(WNConv(MRD_POST, name="conv_post")(x))
+        return fmap
+
+
+# --------------------------------------------------------------------------------------------
+# The discriminator
+# --------------------------------------------------------------------------------------------
+
+
+def _channels_first(x: jax.Array) -> jax.Array:
+    return jnp.moveaxis(x, -1, 1)
+
+
+class Discriminator(nn.Module):
+    """The original's ``Discriminator``: ``audio [B, 1, T]`` -> one list of feature maps per
+    sub-discriminator (MPDs, then MSDs, then MRDs; :meth:`DiscriminatorConfig.labels`), the last
+    map of each list its logit. Channels-first maps (the original's layout) unless
+    ``channels_last``; see the module docstring for the shapes."""
+
+    config: DiscriminatorConfig = DiscriminatorConfig()
+    channels_last: bool = False
+
+    @nn.compact
+    def __call__(self, audio: jax.Array) -> list[list[jax.Array]]:
+        if audio.ndim != 3 or audio.shape[1] != 1:
+            raise AudioError(f"the discriminator takes mono audio [B, 1, T], got shape {tuple(audio.shape)}")
+        c = self.config
+        if audio.shape[-1] < c.min_length():
+            raise AudioError(
+                f"the discriminator needs at least {c.min_length()} samples (its reflect pads), got {audio.shape[-1]}"
+            )
+        y = preprocess(audio)[:, 0, :]  # [B, T]
+        # names mirror the original's ModuleList: discriminators.0, .1, ...
+        makers = (
+            [lambda name, p=p: MPD(p, name=name) for p in c.periods]
+            + [lambda name, r=r: MSD(r, c.sample_rate, name=name) for r in c.rates]
+            + [lambda name, w=w: MRD(w, c.bands, name=name) for w in c.fft_sizes]
+        )
+        fmaps = []
+        for i, make in enumerate(makers):
+            maps = make(f"discriminators_{i}")(y)
+            fmaps.append(maps if self.channels_last else [_channels_first(m) for m in maps])
+        return fmaps
+
+
+def init_discriminator(config: DiscriminatorConfig | None = None, seed: int | jax.Array = 0) -> dict:
+    """Randomly initialised variables ``{"params": ...}`` with PyTorch's default conv init
+    (``weight_v`` kaiming-uniform, ``weight_g = ||weight_v||``, bias uniform ``+-1/sqrt(fan_in)``).
+
+    ``seed`` is an int or a JAX PRNG key. The parameters do not depend on the input length; init
+    runs on the shortest input the config accepts.
+    """
+    config = DiscriminatorConfig() if config is None else config
+    key = jax.random.key(seed) if isinstance(seed, int) else seed
+    dummy = jnp.zeros((1, 1, config.min_length()), jnp.float32)
+    return jax.jit(Discriminator(config).init)(key, dummy)

@@ -14,6 +14,19 @@ def _require_reference():
         pytest.importorskip("dac")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_lfilter():
+    """audiotools' loudness (the original's compress/decompress) with torchaudio's IIR loop
+    compiled, as on a normal CPU install: see tests.reference.use_compiled_lfilter."""
+    try:
+        import torchaudio  # noqa: F401
+    except ImportError:
+        return False
+    from tests import reference
+
+    return reference.use_compiled_lfilter()
+
+
 @pytest.fixture(scope="session")
 def reference_dir(tmp_path_factory):
     """A folder for the original models' checkpoints, shared by the whole session."""

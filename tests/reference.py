@@ -88,3 +88,47 @@ def run_torch(model, audio: np.ndarray, n_quantizers=None) -> dict[str, np.ndarr
     with torch.no_grad():
         out = model(torch.from_numpy(audio), n_quantizers=n_quantizers)
     return {k: v.numpy() for k, v in out.items()}
+
+
+
+def use_compiled_lfilter() -> bool:
+    """Give torchaudio back a compiled IIR loop when its C++ extension cannot load here.
+
+    The torchaudio wheel installed for the reference is a CUDA build whose extension fails on CPU
+    torch (scripts/install_reference.sh removes it), so ``torchaudio.functional.lfilter`` falls
+    back to a Python loop over samples: ~1.3 s per second of audio, per call. audiotools'
+    loudness, which the original's compress/decompress call, goes through it. On a normal CPU
+    install the extension's ``_lfilter_core_loop`` runs instead; this is that loop (float32, the
+    same order of operations), compiled with numba. tests/audio/test_loudness.py checks it against
+    the Python loop. Returns whether it was installed.
+    """
+    from torchaudio.functional import filtering
+
+    if filtering._lfilter_core_loop is not filtering._lfilter_core_generic_loop:
+        return False
+    import numba
+    import torch
+
+    @numba.njit
+    def loop(x, a_flipped, out):
+        # torchaudio/csrc/lfilter.cpp, host_lfilter_core_loop, one row (item and channel) at a time
+        n_rows, n_samples = x.shape
+        n_channel, n_order = a_flipped.shape
+        for row in range(n_rows):
+            c = row % n_channel
+            for i in range(n_samples):
+                acc = x[row, i]
+                for k in range(n_order):
+                    acc -= out[row, i + k] * a_flipped[c, k]
+                out[row, i + n_order - 1] = acc
+
+    def core_loop(input_signal_windows, a_coeffs_flipped, padded_output_waveform):
+        b, c, t = input_signal_windows.shape
+        x = input_signal_windows.detach().contiguous().numpy().reshape(b * c, t)
+        result = padded_output_waveform.detach().numpy().copy().reshape(b * c, -1)
+        loop(x, a_coeffs_flipped.detach().contiguous().numpy(), result)
+        padded_output_waveform.copy_(torch.from_numpy(result.reshape(padded_output_waveform.shape)))
+
+    filtering._lfilter_core_loop = core_loop
+    return True
+

@@ -85,7 +85,7 @@ def get_window(window: str, length: int) -> np.ndarray:
 
 def default_window_length(sample_rate: int) -> int:
     """audiotools' default STFT window: ``2 ** ceil(log2(0.032 * sample_rate))`` (2048 at 44.1
-    kHz, 1024 at 24 kHz and 16 kHz); its default hop is a quarter of it, its window "hann"."""
+    kHz, 1024 at 24 kHz, 512 at 16 kHz); its default hop is a quarter of it, its window "hann"."""
     return int(2 ** (np.ceil(np.log2(0.032 * sample_rate))))
 
 

@@ -224,3 +224,24 @@ def test_compress_preprocessing_matches_the_original():
     ours = L.ensure_max_of_audio(L.normalize(y, -16, loudness_db=db))
     assert np.abs(ours[0, 0]).max() == 1.0 and np.abs(ours[0, 1]).max() < 1.0
     np.testing.assert_allclose(ours, signal.audio_data.numpy(), rtol=0, atol=1e-5)
+
+
+def test_compiled_lfilter_is_torchaudios_loop(compiled_lfilter):
+    """The numba loop the tests give torchaudio (tests.reference.use_compiled_lfilter) computes
+    what torchaudio's own Python loop computes, up to float32 summation order."""
+    from torchaudio.functional import filtering
+
+    if not compiled_lfilter:
+        pytest.skip("torchaudio's compiled extension is available here")
+    x = torch.from_numpy(synth.speech_like(0.1, 44100, seed=1)[None, None].copy())
+    a = torch.tensor([[1.0, -1.99, 0.9901]])  # poles at radius 0.995: a long, sensitive recursion
+    b = torch.tensor([[1.0, -2.0, 1.0]])
+    compiled = filtering.lfilter(x, a, b, clamp=False)
+    patched = filtering._lfilter_core_loop
+    try:
+        filtering._lfilter_core_loop = filtering._lfilter_core_generic_loop
+        python = filtering.lfilter(x, a, b, clamp=False)
+    finally:
+        filtering._lfilter_core_loop = patched
+    assert float(python.abs().max()) > 0.1
+    np.testing.assert_allclose(compiled.numpy(), python.numpy(), rtol=0, atol=1e-4 * float(python.abs().max()))

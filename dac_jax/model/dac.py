@@ -22,6 +22,7 @@ from dac_jax.model.config import DACConfig
 from dac_jax.nn import geometry as geo
 from dac_jax.nn.blocks import DecoderBlock, EncoderBlock
 from dac_jax.nn.geometry import ConvGeometry
+from dac_jax.nn.init import numpy_init
 from dac_jax.nn.layers import Layer, Sequential, Snake, Tanh, WNConv1d
 from dac_jax.nn.quantize import ResidualVectorQuantize
 
@@ -171,10 +172,17 @@ class DAC(Layer):
         right = -audio.shape[-1] % hop
         return jnp.pad(audio, ((0, 0), (0, 0), (0, right)))
 
-    def encode(self, audio: jax.Array, n_quantizers: Optional[int] = None, train: bool = False) -> EncodeOutput:
-        """``audio [B, 1, T]`` (T a multiple of the hop in padded mode) -> codes and latents."""
+    def encode(
+        self, audio: jax.Array, n_quantizers: Optional[int] = None, train: bool = False,
+        codebook_counts: Optional[jax.Array] = None,
+    ) -> EncodeOutput:
+        """``audio [B, 1, T]`` (T a multiple of the hop in padded mode) -> codes and latents.
+
+        ``train`` applies quantizer dropout: ``codebook_counts [B]`` (codebooks kept per item) or,
+        without it, a draw from the ``"dropout"`` RNG stream (see ``ResidualVectorQuantize``).
+        """
         z = self.encoder(_to_channels_last(audio))
-        q = self.quantizer(z, n_quantizers, train)
+        q = self.quantizer(z, n_quantizers, train, codebook_counts)
         return EncodeOutput(
             z=_to_channels_first(q.z),
             codes=q.codes,
@@ -201,10 +209,13 @@ class DAC(Layer):
         """``codes [B, N, frames]`` -> ``audio [B, 1, samples]``."""
         return self.decode(self.from_codes(codes)[0])
 
-    def __call__(self, audio: jax.Array, n_quantizers: Optional[int] = None, train: bool = False) -> DACOutput:
+    def __call__(
+        self, audio: jax.Array, n_quantizers: Optional[int] = None, train: bool = False,
+        codebook_counts: Optional[jax.Array] = None,
+    ) -> DACOutput:
         """Encode and decode ``audio [B, 1, T]``; the output is cropped to ``T`` samples."""
         length = audio.shape[-1]
-        enc = self.encode(self.preprocess(audio), n_quantizers, train)
+        enc = self.encode(self.preprocess(audio), n_quantizers, train, codebook_counts)
         out = self.decode(enc.z)
         return DACOutput(
             audio=out[..., :length],
@@ -217,11 +228,11 @@ class DAC(Layer):
 
 
 def init_variables(config: DACConfig, seed: int = 0) -> dict:
-    """Random variables for ``config`` (PyTorch-like initialisation), on the default device.
+    """Random variables for ``config`` (PyTorch-like initialisation) as numpy arrays.
 
-    The key uses XLA's RngBitGenerator (``unsafe_rbg``): compiling ~300 threefry initialisers
-    takes 10-30 s on a CPU, this a few seconds. Values are deterministic per seed and backend.
+    The modules' own initial distributions, drawn with numpy (:func:`dac_jax.nn.init.numpy_init`):
+    about a second for a full-size model, where compiling ``jax.jit(module.init)`` takes over 10 s
+    on a CPU. Deterministic per seed on every platform.
     """
-    module = DAC(config)
-    audio = jnp.zeros((1, 1, config.hop_length), jnp.float32)
-    return jax.jit(module.init)(jax.random.key(seed, impl="unsafe_rbg"), audio)
+    audio = jax.ShapeDtypeStruct((1, 1, config.hop_length), jnp.float32)
+    return numpy_init(DAC(config), audio, seed=seed)

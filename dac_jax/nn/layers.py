@@ -14,6 +14,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from dac_jax.nn.geometry import ConvGeometry
@@ -108,6 +109,10 @@ def _uniform(bound: float):
     return init
 
 
+def _np_uniform(rng: np.random.Generator, bound: float, shape: Sequence[int]) -> np.ndarray:
+    return rng.uniform(-bound, bound, size=tuple(shape)).astype(np.float32)
+
+
 def _torch_fan_in(shape: Sequence[int]) -> int:
     # PyTorch computes fan_in from dim 1 of the weight for convs and transposed convs alike
     return shape[1] * math.prod(shape[2:])
@@ -168,17 +173,30 @@ class WNConv1d(Layer):
     def geometries(self) -> tuple[ConvGeometry, ...]:
         return (self.geometry,)
 
-    def setup(self):
+    @nn.nowrap
+    def _shapes(self) -> tuple[tuple[int, int, int], int, float]:
+        """``(weight_v shape, bias size, init bound)``: PyTorch's layouts and default init bound."""
         k = self.geometry.kernel
         if self.geometry.transposed:
             shape = (self.in_features, self.features, k)
         else:
             shape = (self.features, self.in_features, k)
-        bound = 1.0 / math.sqrt(_torch_fan_in(shape))
+        return shape, (shape[1] if self.geometry.transposed else shape[0]), 1.0 / math.sqrt(_torch_fan_in(shape))
+
+    def setup(self):
+        shape, n_bias, bound = self._shapes()
         self.weight_v = self.param("weight_v", _uniform(bound), shape)
         self.weight_g = self.param("weight_g", lambda _: _l2_norm_except_0(self.weight_v))
         bias_init = nn.initializers.zeros if self.zero_bias else _uniform(bound)
-        self.bias = self.param("bias", bias_init, (shape[1] if self.geometry.transposed else shape[0],))
+        self.bias = self.param("bias", bias_init, (n_bias,))
+
+    @nn.nowrap
+    def numpy_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The same initial distribution as :meth:`setup`'s initialisers, drawn with numpy."""
+        shape, n_bias, bound = self._shapes()
+        v = _np_uniform(rng, bound, shape)
+        bias = np.zeros(n_bias, np.float32) if self.zero_bias else _np_uniform(rng, bound, (n_bias,))
+        return {"weight_v": v, "weight_g": np.asarray(_l2_norm_except_0(v)), "bias": bias}
 
     def weight(self) -> jax.Array:
         return weight_norm(self.weight_v, self.weight_g)
@@ -187,8 +205,9 @@ class WNConv1d(Layer):
         return conv1d(x, self.weight(), self.geometry, self.padded) + self.bias
 
 
-def _l2_norm_except_0(v: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim)), keepdims=True))
+def _l2_norm_except_0(v):
+    xp = np if isinstance(v, np.ndarray) else jnp
+    return xp.sqrt(xp.sum(xp.square(v), axis=tuple(range(1, v.ndim)), keepdims=True))
 
 
 class Snake(Layer):
@@ -200,6 +219,10 @@ class Snake(Layer):
     def __call__(self, x: jax.Array) -> jax.Array:
         alpha = self.param("alpha", nn.initializers.ones, (1, self.channels, 1))
         return snake(x, alpha.reshape(1, 1, self.channels))
+
+    @nn.nowrap
+    def numpy_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"alpha": np.ones((1, self.channels, 1), np.float32)}
 
 
 class Tanh(Layer):

@@ -62,9 +62,8 @@ def _shapes(config: DACConfig):
 def _random_variables(config: DACConfig, seed: int) -> dict:
     """Seeded random variables of the right shapes, drawn with numpy.
 
-    ``init_variables`` would do as well, but compiling ``init`` takes ~10 s on two CPU cores even for
-    the tiny presets; these weights are just as random (and alpha / g are not left at their
-    initial values, which only helps a sparsity measurement).
+    Unlike ``init_variables``, alpha and g are not left at their initial values (all ones, and
+    ``||v||``), which only helps a sparsity measurement.
     """
     rng = np.random.default_rng(seed)
     out = {}

@@ -12,6 +12,7 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from dac_jax.nn.geometry import ConvGeometry
@@ -59,6 +60,19 @@ def dropout_counts(rng: jax.Array, batch: int, n_codebooks: int, dropout: float)
     return jnp.where(jnp.arange(batch) < n_dropout, drawn, n_codebooks + 1)
 
 
+def item_dropout_counts(
+    keys: jax.Array, indices: jax.Array, global_batch: int, n_codebooks: int, dropout: float
+) -> jax.Array:
+    """:func:`dropout_counts` for some items of a global batch, each drawing from its own key.
+
+    ``keys [b]`` and ``indices [b]`` (global item indices): items with an index below
+    ``int(global_batch * dropout)`` use ``randint(1, n_codebooks + 1)`` codebooks, the others all.
+    Drawn per item, the counts do not depend on how the batch is split across devices.
+    """
+    drawn = jax.vmap(lambda k: jax.random.randint(k, (), 1, n_codebooks + 1))(keys)
+    return jnp.where(indices < int(global_batch * dropout), drawn, n_codebooks + 1)
+
+
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
@@ -96,6 +110,10 @@ class Codebook(nn.Module):
     @nn.compact
     def __call__(self) -> jax.Array:
         return self.param("weight", nn.initializers.normal(1.0), (self.size, self.dim))
+
+    @nn.nowrap
+    def numpy_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {"weight": rng.standard_normal((self.size, self.dim)).astype(np.float32)}
 
 
 class VectorQuantize(Layer):
@@ -147,18 +165,24 @@ class ResidualVectorQuantize(Layer):
         ]
 
     def __call__(
-        self, z: jax.Array, n_quantizers: Optional[int] = None, train: bool = False
+        self, z: jax.Array, n_quantizers: Optional[int] = None, train: bool = False,
+        codebook_counts: Optional[jax.Array] = None,
     ) -> RVQOutput:
         """Quantise ``z [B, T, D]``.
 
         Inference uses the first ``n_quantizers`` codebooks (all by default). Training runs every
-        codebook and masks each item's sum with :func:`dropout_counts` (RNG stream ``"dropout"``),
-        ignoring ``n_quantizers``, as the original does.
+        codebook and masks each item's sum: item ``b`` keeps codebooks ``i < counts[b]``, where
+        ``counts`` is ``codebook_counts [B]`` when given (the trainer draws it per global item, so
+        that it does not depend on how a batch is split across devices), else
+        :func:`dropout_counts` from the RNG stream ``"dropout"``, as the original does.
+        ``n_quantizers`` is ignored in training, as in the original.
         """
         batch = z.shape[0]
         if train:
             n_used = self.n_codebooks
-            if self.quantizer_dropout > 0:
+            if codebook_counts is not None:
+                counts = codebook_counts
+            elif self.quantizer_dropout > 0:
                 counts = dropout_counts(
                     self.make_rng("dropout"), batch, self.n_codebooks, self.quantizer_dropout
                 )

@@ -9,6 +9,7 @@ from dac_jax.codec.dacfile import DACFile
 from dac_jax.errors import (
     AudioError,
     DacJaxError,
+    DataError,
     EquivalenceError,
     FileFormatError,
     MissingDependencyError,
@@ -28,6 +29,7 @@ __all__ = [
     "DACFile",
     "DACOutput",
     "DacJaxError",
+    "DataError",
     "EncodeOutput",
     "EquivalenceError",
     "FileFormatError",

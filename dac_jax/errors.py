@@ -25,5 +25,10 @@ class MissingDependencyError(DacJaxError, ImportError):
     """An optional dependency (torch, the reference ``dac`` package) is needed and not installed."""
 
 
+class DataError(DacJaxError, ValueError):
+    """A training data source that cannot be used: a missing or empty folder, a group with no
+    readable audio, an unknown or unprepared tensorflow-datasets dataset."""
+
+
 class EquivalenceError(DacJaxError, AssertionError):
     """The imported model does not reproduce the original within the stated tolerances."""

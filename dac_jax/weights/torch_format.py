@@ -4,6 +4,10 @@ The map between PyTorch keys and our parameter tree is derived from the tree its
 ``("encoder", "block_1", "block_0", "block_1", "weight_v")`` is the PyTorch key
 ``encoder.block.1.block.0.block.1.weight_v`` (each ``name_N`` is ``name.N``). Parameters keep the
 PyTorch shapes, so importing is renaming plus a strict check of keys and shapes.
+
+The generic pieces (:func:`parameter_map`, :func:`check_keys`, :func:`to_variables`,
+:func:`load_torch_file`) serve any module built this way; the discriminator's importer
+(:mod:`dac_jax.weights.discriminator`) uses them too.
 """
 
 from __future__ import annotations
@@ -37,12 +41,21 @@ def normalize_key(key: str) -> str:
     return _PARAMETRIZED.sub(lambda m: ".weight_g" if m.group(1) == "0" else ".weight_v", key)
 
 
-def expected_parameters(config: DACConfig) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
-    """``{torch_key: (flax_path, shape)}`` for every parameter of a model of ``config``."""
-    module = DAC(config)
-    shapes = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 1, config.hop_length)))
+ParameterMap = dict[str, tuple[tuple[str, ...], tuple[int, ...]]]
+"""``{torch_key: (flax_path, shape)}``: where each PyTorch key lives in the Flax tree, and its shape."""
+
+
+def parameter_map(module: Any, *example_args: Any) -> ParameterMap:
+    """``{torch_key: (flax_path, shape)}`` for every parameter ``module.init(key, *example_args)``
+    creates, traced abstractly (``jax.eval_shape``: nothing is computed or compiled)."""
+    shapes = jax.eval_shape(module.init, jax.random.key(0), *example_args)
     flat = traverse_util.flatten_dict(shapes["params"])
     return {torch_key(path): (path, tuple(s.shape)) for path, s in flat.items()}
+
+
+def expected_parameters(config: DACConfig) -> ParameterMap:
+    """``{torch_key: (flax_path, shape)}`` for every parameter of a model of ``config``."""
+    return parameter_map(DAC(config), jnp.zeros((1, 1, config.hop_length)))
 
 
 def _listing(title: str, items: list[str], limit: int = 20) -> str:
@@ -51,42 +64,60 @@ def _listing(title: str, items: list[str], limit: int = 20) -> str:
     return f"  {title} ({len(items)}):\n    {shown}{more}"
 
 
-def check_state_dict(
-    state_dict: Mapping[str, Any], config: DACConfig, source: str = "state dict"
-) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
-    """Raise :class:`WeightsError` listing every missing, extra or mis-shaped key."""
-    expected = expected_parameters(config)
-    keys = {normalize_key(k) for k in state_dict}
+def check_keys(
+    state_dict: Mapping[str, Any], expected: ParameterMap, target: str, source: str = "state dict", hint: str = ""
+) -> ParameterMap:
+    """Raise :class:`WeightsError` listing every missing, extra or mis-shaped key of ``state_dict``
+    (either weight-norm key style) against ``expected``; ``target`` names what it should fit, and
+    ``hint`` (if any) ends the message. Returns ``expected``."""
+    normalized: dict[str, list[str]] = {}
+    for k in state_dict:
+        normalized.setdefault(normalize_key(k), []).append(k)
+    keys = set(normalized)
     missing = sorted(set(expected) - keys)
     extra = sorted(keys - set(expected))
+    twice = sorted(" and ".join(sorted(ks)) for ks in normalized.values() if len(ks) > 1)
     shapes = {normalize_key(k): tuple(np.shape(v)) for k, v in state_dict.items()}
     wrong = sorted(
         f"{k}: file {shapes[k]}, model {expected[k][1]}"
         for k in set(expected) & keys
         if shapes[k] != expected[k][1]
     )
-    if missing or extra or wrong:
-        parts = [f"{source} does not fit the model {config}:"]
+    if missing or extra or wrong or twice:
+        parts = [f"{source} does not fit {target}:"]
         if missing:
             parts.append(_listing("missing keys", missing))
         if extra:
             parts.append(_listing("unexpected keys", extra))
         if wrong:
             parts.append(_listing("mis-shaped keys", wrong))
+        if twice:
+            parts.append(_listing("keys given in both weight-norm styles", twice))
+        if hint:
+            parts.append(hint)
         raise WeightsError("\n".join(parts))
     return expected
+
+
+def to_variables(state_dict: Mapping[str, Any], expected: ParameterMap) -> dict:
+    """``{"params": ...}`` from a state dict already checked against ``expected`` (float32 numpy)."""
+    flat = {}
+    for key, value in state_dict.items():
+        path, _ = expected[normalize_key(key)]
+        flat[path] = np.asarray(value, dtype=np.float32)
+    return {"params": traverse_util.unflatten_dict(flat)}
+
+
+def check_state_dict(state_dict: Mapping[str, Any], config: DACConfig, source: str = "state dict") -> ParameterMap:
+    """Raise :class:`WeightsError` listing every missing, extra or mis-shaped key."""
+    return check_keys(state_dict, expected_parameters(config), f"the model {config}", source)
 
 
 def state_dict_to_variables(
     state_dict: Mapping[str, Any], config: DACConfig, source: str = "state dict"
 ) -> dict:
     """Strictly convert a PyTorch-layout state dict (arrays or tensors) into Flax variables."""
-    expected = check_state_dict(state_dict, config, source)
-    flat = {}
-    for key, value in state_dict.items():
-        path, _ = expected[normalize_key(key)]
-        flat[path] = np.asarray(value, dtype=np.float32)
-    return {"params": traverse_util.unflatten_dict(flat)}
+    return to_variables(state_dict, check_state_dict(state_dict, config, source))
 
 
 def variables_to_state_dict(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -137,14 +168,8 @@ def read_torch_checkpoint(path: str | Path, config: DACConfig | None = None) -> 
     Only tensors and plain containers are unpickled (``torch.load(weights_only=True)``). A bare
     state dict (no metadata) needs ``config``.
     """
-    torch = _torch()
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such checkpoint file")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({_load_failure(e)})") from None
+    data = load_torch_file(path)
     if not isinstance(data, dict):
         raise WeightsError(f"{path}: expected a dict with 'state_dict' and 'metadata', got {type(data).__name__}")
     if "state_dict" in data:
@@ -162,12 +187,34 @@ def read_torch_checkpoint(path: str | Path, config: DACConfig | None = None) -> 
             config, ignored = DACConfig.from_kwargs(kwargs)
         except (TypeError, ValueError) as e:
             raise WeightsError(f"{path}: metadata.kwargs do not describe a DAC model: {e}") from None
+    arrays = tensors_to_numpy(state_dict, path)
+    return TorchCheckpoint(arrays, config, metadata if isinstance(metadata, dict) else {}, ignored)
+
+
+def load_torch_file(path: str | Path) -> Any:
+    """``torch.load`` of ``path`` on the CPU, unpickling only tensors and plain containers
+    (``weights_only=True``); :class:`WeightsError` naming the file when it is missing or unreadable."""
+    torch = _torch()
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe files
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({_load_failure(e)})") from None
+
+
+def tensors_to_numpy(state_dict: Any, path: str | Path) -> dict[str, np.ndarray]:
+    """A state dict of tensors as float32 numpy arrays; :class:`WeightsError` for anything else."""
+    torch = _torch()
+    if not isinstance(state_dict, Mapping):
+        raise WeightsError(f"{path}: the state dict is a {type(state_dict).__name__}, not a dict of tensors")
     arrays = {}
     for key, value in state_dict.items():
-        if not hasattr(value, "detach"):
+        if not isinstance(value, torch.Tensor):
             raise WeightsError(f"{path}: state dict entry {key!r} is a {type(value).__name__}, not a tensor")
         arrays[key] = value.detach().to(torch.float32).numpy()
-    return TorchCheckpoint(arrays, config, metadata if isinstance(metadata, dict) else {}, ignored)
+    return arrays
 
 
 def write_torch_checkpoint(path: str | Path, variables: Mapping[str, Any], config: DACConfig) -> Path:

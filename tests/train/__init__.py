@@ -43,3 +43,12 @@ def rel_err(ours, theirs) -> float:
     theirs = np.asarray(theirs)
     scale = np.abs(theirs).max()
     return float(np.abs(ours - theirs).max() / (scale if scale > 0 else 1.0))
+
+
+def fast_jit(fn, **kwargs):
+    """``jax.jit`` with XLA's backend (LLVM) optimisation off: the same HLO and numbers (4e-7
+    apart at most on DAC's discriminator), compiled ~4x faster (DAC's discriminator: 25 s -> 6 s
+    on the 2 shared cores) and run up to ~1.5x slower. For test functions that run a few times."""
+    import jax
+
+    return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 0}, **kwargs)

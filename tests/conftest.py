@@ -1,7 +1,16 @@
 import os
+import tempfile
 
 # Tests compare float32 numerics with the PyTorch reference on the CPU.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# XLA's CPU compiler takes seconds per model function, and the CLI and training tests start many
+# processes that compile the same functions: one persistent compilation cache for the session and
+# every process it starts (inherited through the environment).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="dac_jax_xla_cache_")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pytest  # noqa: E402
 

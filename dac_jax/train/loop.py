@@ -1,0 +1,243 @@
+"""The training loop: ``train_and_evaluate(config, workdir)``.
+
+Restore-first: if ``workdir/checkpoints`` holds a checkpoint, the run continues from it (state and
+data position), else it starts fresh (random networks, or the weights given for fine-tuning).
+Every ``log_every`` steps the metrics accumulated on the devices (CLU ``Average``s) are moved to
+the host, checked for non-finite values and written (TensorBoard through CLU's writer; only
+process 0 writes); every ``valid_every`` steps the validation set is scored (mel distance, STFT
+distance, waveform L1, SI-SDR); every ``sample_every`` steps reconstructions of a few validation
+items are written as audio; checkpoints are kept every ``checkpoint_every`` steps (the last N, the
+best by validation mel distance, and the milestone steps).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from clu import metric_writers, metrics as clu_metrics, periodic_actions
+
+from dac_jax.errors import DacJaxError, UsageError
+from dac_jax.model.dac import DAC
+from dac_jax.train import step as S
+from dac_jax.train.checkpoint import BEST_METRIC, Checkpoints
+from dac_jax.train.config import TrainConfig
+from dac_jax.train.state import TrainState, create_train_state, param_count
+
+log = logging.getLogger("dac_jax.train")
+
+
+class TrainingDiverged(DacJaxError, FloatingPointError):
+    """A loss or gradient norm became NaN or infinite."""
+
+
+def itstime(step: int, every: int, last: bool = False) -> bool:
+    """Whether a periodic action is due after ``step`` steps (``every <= 0``: never, except last)."""
+    return last or (every > 0 and step % every == 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics: CLU averages accumulated on the devices, moved to the host only when logged
+
+
+def _field(name: str) -> str:
+    return name.replace("/", "__")
+
+
+def _name(field: str) -> str:
+    return field.replace("__", "/")
+
+
+def metrics_collection(names) -> type[clu_metrics.Collection]:
+    """A CLU ``Collection`` of ``Average``s, one per metric name (``mel/loss`` is field ``mel__loss``)."""
+    return clu_metrics.Collection.create(**{_field(n): clu_metrics.Average.from_output(_field(n)) for n in names})
+
+
+@jax.jit
+def _merge(acc: clu_metrics.Collection, new: clu_metrics.Collection) -> clu_metrics.Collection:
+    return acc.merge(new)
+
+
+def _gather(collection: type[clu_metrics.Collection], metrics: dict[str, jax.Array]) -> clu_metrics.Collection:
+    return collection.single_from_model_output(**{_field(k): v for k, v in metrics.items()})
+
+
+def _computed(acc: clu_metrics.Collection) -> dict[str, float]:
+    return {_name(k): float(v) for k, v in acc.compute().items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def _data_config(config: TrainConfig, groups, duration: float, batch_size: int, seed: int):
+    from dac_jax.train import data
+
+    return data.DataConfig(
+        groups=groups, sample_rate=config.step.sample_rate, duration=duration, batch_size=batch_size, seed=seed,
+        loudness_cutoff=config.loudness_cutoff, num_tries=config.num_tries,
+    )
+
+
+def train_batches(config: TrainConfig, start_step: int) -> Iterator[np.ndarray]:
+    """This host's share of each global training batch, from step ``start_step`` on."""
+    from dac_jax.train import data
+
+    pipeline = data.AudioPipeline(_data_config(config, config.train_groups, config.duration, config.batch_size,
+                                               config.seed))
+    log.info("training data: %s", pipeline.stats)
+    for batch in pipeline.train_dataset(start_step=start_step).as_numpy_iterator():
+        yield batch["audio"]
+
+
+def validation_batches(config: TrainConfig) -> list[np.ndarray]:
+    """The fixed validation set (whole batches only: one compiled shape), this host's share."""
+    from dac_jax.train import data
+
+    groups = config.val_groups or config.train_groups
+    size = config.val_batch_size
+    examples = max(size, config.val_examples // size * size)
+    pipeline = data.AudioPipeline(_data_config(config, groups, config.val_duration, size, config.seed))
+    return [b["audio"] for b in pipeline.validation_dataset(examples, batch_size=size).as_numpy_iterator()]
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def _check_divisible(config: TrainConfig, devices: int) -> None:
+    for name in ("batch_size", "val_batch_size"):
+        value = getattr(config, name)
+        if value % devices:
+            raise UsageError(f"{name} {value} must be a multiple of the number of devices ({devices})")
+
+
+def validate(eval_step, state: TrainState, batches: list[np.ndarray], mesh) -> dict[str, float]:
+    """Mean validation metrics over the fixed set (``val/...``)."""
+    sums, count = None, 0
+    for audio in batches:
+        out = eval_step(state.generator, S.shard_batch(audio, mesh))
+        sums = out if sums is None else jax.tree_util.tree_map(jnp.add, sums, out)
+        count += audio.shape[0] * jax.process_count()
+    if sums is None:
+        return {}
+    return {f"val/{k}": float(v) / count for k, v in jax.device_get(sums).items()}
+
+
+def write_samples(writer, state: TrainState, batches: list[np.ndarray], config: TrainConfig, step: int) -> None:
+    """Reconstructions of the first ``n_samples`` validation items (and, at step 0, the inputs)."""
+    if not batches or config.n_samples <= 0:
+        return
+    audio = np.concatenate(batches)[: config.n_samples]
+    recons = _reconstruct(config.step.model, jax.device_get(state.generator), audio)
+    audios = {f"recons/sample_{i}": np.asarray(recons[i]).T[None] for i in range(len(audio))}
+    if step == 0:
+        audios.update({f"signal/sample_{i}": audio[i].T[None] for i in range(len(audio))})
+    writer.write_audios(step, {k: np.clip(v, -1, 1) for k, v in audios.items()}, sample_rate=config.step.sample_rate)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _reconstruct(model_config, params, audio):
+    return DAC(model_config).apply({"params": params}, audio).audio
+
+
+def _record(config: TrainConfig, step: int, metrics: Optional[dict] = None) -> dict:
+    return {"step": step, "data_position": step * config.batch_size, "step_config": config.step,
+            "metrics": metrics or {}, "batch_size": config.batch_size, "seed": config.seed}
+
+
+def train_and_evaluate(
+    config: TrainConfig,
+    workdir: str | Path,
+    generator: Optional[Any] = None,
+    discriminator: Optional[Any] = None,
+) -> TrainState:
+    """Train (or resume) the run in ``workdir``; returns the final state.
+
+    ``generator`` / ``discriminator``: initial params (e.g. imported PyTorch weights) for a fresh
+    run; ignored when the run resumes from its own checkpoint.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    mesh = S.make_mesh(config.devices)
+    _check_divisible(config, mesh.size * jax.process_count())
+    writer = metric_writers.create_default_writer(workdir / "logs", just_logging=jax.process_index() > 0)
+    checkpoints = Checkpoints(workdir / "checkpoints", config.keep_checkpoints, config.save_steps)
+
+    state = S.replicate(create_train_state(config.step, config.seed, generator, discriminator), mesh)
+    latest = checkpoints.latest_step()
+    if latest is not None:
+        state, record = checkpoints.restore(latest, state)
+        log.info("resumed from %s at step %d", checkpoints.directory, latest)
+        if record.get("batch_size") != config.batch_size or record.get("seed") != config.seed:
+            log.warning("the checkpoint was written with batch size %s and seed %s; this run uses %s and %s: "
+                        "the data stream will not continue the saved run's", record.get("batch_size"),
+                        record.get("seed"), config.batch_size, config.seed)
+    start = int(state.step)
+    log.info("generator %d parameters, discriminator %d; %d device(s) (%s); global batch %d",
+             param_count(state.generator), param_count(state.discriminator), mesh.size,
+             jax.devices()[0].platform, config.batch_size)
+    if start == 0:
+        writer.write_hparams({"batch_size": config.batch_size, "seed": config.seed, "devices": mesh.size,
+                              "sample_rate": config.step.sample_rate})
+
+    train_step = S.make_train_step(mesh, config.step)
+    eval_step = S.make_eval_step(mesh, config.step, seed=config.seed)
+    val = validation_batches(config) if config.valid_every or config.sample_every else []
+    batches = train_batches(config, start)
+    report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
+                                             every_steps=config.log_every, every_secs=None)
+    collection, acc = None, None
+
+    if start == 0 and config.sample_every:
+        write_samples(writer, state, val, config, 0)
+
+    step = start
+    while step < config.num_steps:
+        audio = next(batches)
+        with jax.profiler.StepTraceAnnotation("train", step_num=step):
+            state, metrics = train_step(state, S.shard_batch(audio, mesh))
+        if collection is None:
+            collection = metrics_collection(metrics)
+        single = _gather(collection, metrics)
+        acc = single if acc is None else _merge(acc, single)
+        step += 1
+        last = step == config.num_steps
+        report(step)
+
+        checkpoint_due = itstime(step, config.checkpoint_every, last) or step in config.save_steps
+        if itstime(step, config.log_every, last) or checkpoint_due:
+            _raise_if_diverged(state, acc)
+            writer.write_scalars(step, {f"train/{k}": v for k, v in _computed(acc).items()})
+            acc = None
+        val_metrics = None
+        if val and itstime(step, config.valid_every, last):
+            with report.timed("validate"):
+                val_metrics = validate(eval_step, state, val, mesh)
+            writer.write_scalars(step, val_metrics)
+            log.info("step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in val_metrics.items()))
+        if val and itstime(step, config.sample_every, last):
+            write_samples(writer, state, val, config, step)
+        if checkpoint_due:
+            ranked = val_metrics if val_metrics and np.isfinite(val_metrics.get(BEST_METRIC, np.nan)) else None
+            checkpoints.save(step, state, _record(config, step, val_metrics), ranked)
+    writer.flush()
+    checkpoints.close()
+    return state
+
+
+def _raise_if_diverged(state: TrainState, acc: Optional[clu_metrics.Collection]) -> None:
+    bad = int(state.bad_step)
+    if bad < 0:
+        return
+    values = _computed(acc) if acc is not None else {}
+    names = sorted(k for k, v in values.items() if not np.isfinite(v))
+    raise TrainingDiverged(
+        f"training stopped: non-finite values at step {bad} ({', '.join(names) or 'losses'}); the state "
+        f"was not updated from that step on and the last good checkpoint is kept"
+    )

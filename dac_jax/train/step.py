@@ -1,0 +1,213 @@
+"""One training step of DAC, written per device in the ``pmap`` style and mapped over a device mesh.
+
+:func:`train_step` is what one device does with its share of the global batch: augment it, run the
+generator once, update the discriminator on the detached reconstruction, then update the generator
+against the UPDATED discriminator (the original's order, ``scripts/train.py``), with gradients
+averaged over the ``"data"`` axis by ``lax.pmean``. :func:`make_train_step` maps it with
+``jax.shard_map`` over a one-axis mesh and compiles it (JAX documents ``shard_map`` as the
+successor of ``pmap``; the body is the same).
+
+Randomness never depends on the device layout: each item's phase shift and quantizer-dropout draw
+come from ``fold_in(fold_in(fold_in(key, step), purpose), global_item_index)``, and device ``d`` of
+a batch split in shares of ``b`` holds the items ``d * b ... d * b + b - 1``. So N devices compute
+what one device computes on the whole batch, to float rounding (a test checks it).
+
+The generator runs once per step: its forward pass is linearised with ``jax.vjp``; the
+discriminator step uses the reconstruction, and the generator's loss gradient with respect to the
+reconstruction (and to the VQ losses) is pulled back through the saved linearisation.
+
+A step whose losses or gradient norms are not finite changes nothing and records itself in
+``state.bad_step``; every later step is a no-op too, and the loop stops at its next check (the
+state stays the last good one).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from dac_jax.model.dac import DAC
+from dac_jax.model.discriminator import Discriminator
+from dac_jax.nn.quantize import item_dropout_counts
+from dac_jax.train import augment as aug
+from dac_jax.train import losses
+from dac_jax.train.config import StepConfig
+from dac_jax.train.optim import learning_rate, make_optimizer
+from dac_jax.train.state import TrainState
+
+AXIS = "data"
+
+# purposes of the per-item random streams (ids from one registry: dac_jax.train.augment.purpose_id)
+_AUGMENT = aug.AUGMENT_PURPOSE
+_DROPOUT = aug.purpose_id("quantizer_dropout")
+
+
+def item_keys(key: jax.Array, step: jax.Array, purpose: int, indices: jax.Array) -> jax.Array:
+    """One key per item: ``fold_in(fold_in(fold_in(key, step), purpose), index)``."""
+    k = jax.random.fold_in(jax.random.fold_in(key, step), purpose)
+    return jax.vmap(lambda i: jax.random.fold_in(k, i))(indices)
+
+
+def global_indices(local_batch: int) -> jax.Array:
+    """Global indices of this device's items (call inside the mapped function)."""
+    return lax.axis_index(AXIS) * local_batch + jnp.arange(local_batch)
+
+
+def prepare(audio: jax.Array, keys: jax.Array, config: StepConfig) -> jax.Array:
+    """The training transforms on the device (volume, peak, phase), per item from its key."""
+    return aug.augment(audio, config.sample_rate, keys, config.augment)
+
+
+def _discriminate(config: StepConfig, params: Any, fake: jax.Array, real: jax.Array):
+    """``(D(fake), D(real))`` from ONE application of D to both batches stacked: D treats items
+    independently, and one copy of its graph (not two) halves what XLA compiles."""
+    maps = Discriminator(config.discriminator, channels_last=True).apply(
+        {"params": params}, jnp.concatenate([fake, real])
+    )
+    n = fake.shape[0]
+    return (
+        [[m[:n] for m in sub] for sub in maps],
+        [[m[n:] for m in sub] for sub in maps],
+    )
+
+
+def _reconstruction_losses(config: StepConfig, recons: jax.Array, signal: jax.Array) -> dict[str, jax.Array]:
+    return {
+        "mel/loss": losses.mel_loss(recons, signal, config.sample_rate, config.mel),
+        "stft/loss": losses.stft_loss(recons, signal, config.stft),
+        "waveform/loss": losses.l1_loss(recons, signal),
+    }
+
+
+def train_step(state: TrainState, audio: jax.Array, config: StepConfig) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One step on this device's share ``audio [b, 1, T]`` of the global batch (inside shard_map)."""
+    w = config.weights
+    local = audio.shape[0]
+    indices = global_indices(local)
+    global_batch = local * lax.axis_size(AXIS)
+    key = state.key
+    signal = prepare(audio, item_keys(key, state.step, _AUGMENT, indices), config)
+    counts = item_dropout_counts(
+        item_keys(key, state.step, _DROPOUT, indices), indices, global_batch,
+        config.model.n_codebooks, config.model.quantizer_dropout,
+    )
+
+    def generate(g_params):
+        out = DAC(config.model).apply({"params": g_params}, signal, train=True, codebook_counts=counts)
+        return out.audio, out.commitment_loss, out.codebook_loss
+
+    (recons, commitment, codebook), pullback = jax.vjp(generate, state.generator)
+
+    # discriminator: on the detached reconstruction
+    def d_loss_fn(d_params):
+        fake, real = _discriminate(config, d_params, lax.stop_gradient(recons), signal)
+        return losses.discriminator_loss(fake, real)
+
+    d_loss, d_grads = jax.value_and_grad(d_loss_fn)(state.discriminator)
+    d_grads = lax.pmean(d_grads, AXIS)
+    d_tx = make_optimizer(config.discriminator_optim)
+    d_updates, opt_d = d_tx.update(d_grads, state.opt_d, state.discriminator)
+    discriminator = optax.apply_updates(state.discriminator, d_updates)
+
+    # generator: against the updated discriminator
+    def g_loss_fn(recons, commitment, codebook):
+        fake, real = _discriminate(config, discriminator, recons, signal)
+        adversarial, feature = losses.generator_loss(fake, real)
+        terms = _reconstruction_losses(config, recons, signal)
+        terms.update({
+            "adv/gen_loss": adversarial, "adv/feat_loss": feature,
+            "vq/commitment_loss": commitment, "vq/codebook_loss": codebook,
+        })
+        total = (
+            w.mel * terms["mel/loss"] + w.stft * terms["stft/loss"] + w.waveform * terms["waveform/loss"]
+            + w.adversarial * adversarial + w.feature * feature
+            + w.commitment * commitment + w.codebook * codebook
+        )
+        return total, terms
+
+    (total, terms), cotangents = jax.value_and_grad(g_loss_fn, argnums=(0, 1, 2), has_aux=True)(
+        recons, commitment, codebook
+    )
+    (g_grads,) = pullback(cotangents)
+    g_grads = lax.pmean(g_grads, AXIS)
+    g_tx = make_optimizer(config.generator_optim)
+    g_updates, opt_g = g_tx.update(g_grads, state.opt_g, state.generator)
+    generator = optax.apply_updates(state.generator, g_updates)
+
+    metrics = {"loss": total, "adv/disc_loss": d_loss, **terms}
+    metrics = lax.pmean(metrics, AXIS)
+    metrics["other/grad_norm"] = optax.tree.norm(g_grads)
+    metrics["other/grad_norm_d"] = optax.tree.norm(d_grads)
+    metrics["other/learning_rate"] = learning_rate(config.generator_optim)(state.step)
+
+    finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in jax.tree_util.tree_leaves(metrics)]))
+    ok = finite & (state.bad_step < 0)
+    updated = state.replace(
+        step=state.step + 1, generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d
+    )
+    new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), updated, state)
+    new_state = new_state.replace(
+        bad_step=jnp.where((state.bad_step < 0) & ~finite, state.step, state.bad_step)
+    )
+    return new_state, metrics
+
+
+def eval_step(generator: Any, audio: jax.Array, config: StepConfig, seed: int = 0) -> dict[str, jax.Array]:
+    """Validation metrics of this device's share ``audio [b, 1, T]``, as batch SUMS (pmean'd
+    means times the local batch, so the host divides by the item count): mel distance, STFT
+    distance, waveform L1 and SI-SDR (dB, higher is better), all codebooks, no dropout. The items
+    get the training transforms with fixed per-item keys, as the original's validation does."""
+    local = audio.shape[0]
+    indices = global_indices(local)
+    keys = item_keys(jax.random.key(seed), jnp.zeros((), jnp.int32), _AUGMENT, indices)
+    signal = prepare(audio, keys, config)
+    recons = DAC(config.model).apply({"params": generator}, signal).audio
+
+    def per_item(r, s):
+        r, s = r[None], s[None]
+        out = _reconstruction_losses(config, r, s)
+        out["sisdr"] = -losses.sisdr_loss(s, r)
+        return out
+
+    items = jax.vmap(per_item)(recons, signal)
+    return lax.psum(jax.tree_util.tree_map(jnp.sum, items), AXIS)
+
+
+def make_mesh(devices: int | None = None) -> Mesh:
+    """A one-axis ``"data"`` mesh over the first ``devices`` devices (all when None)."""
+    available = jax.devices()
+    n = len(available) if devices is None else int(devices)
+    if not 1 <= n <= len(available):
+        from dac_jax.errors import UsageError
+
+        raise UsageError(f"asked for {devices} devices; {len(available)} are available ({available[0].platform})")
+    return jax.make_mesh((n,), (AXIS,), devices=available[:n])
+
+
+def make_train_step(mesh: Mesh, config: StepConfig):
+    """``(state, audio [B, 1, T]) -> (state, metrics)`` compiled over ``mesh``: state replicated,
+    the batch split along its first axis, the state's buffers donated."""
+    body = functools.partial(train_step, config=config)
+    mapped = jax.shard_map(body, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()), check_vma=False)
+    return jax.jit(mapped, donate_argnums=(0,))
+
+
+def make_eval_step(mesh: Mesh, config: StepConfig, seed: int = 0):
+    body = functools.partial(eval_step, config=config, seed=seed)
+    mapped = jax.shard_map(body, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(), check_vma=False)
+    return jax.jit(mapped)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def shard_batch(audio, mesh: Mesh) -> jax.Array:
+    """This host's rows of the global batch as one global array split over ``mesh``."""
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, P(AXIS)), audio)

@@ -1,0 +1,148 @@
+"""train.py as users run it: configs, a real run with TensorBoard logs and checkpoints, a SIGKILL
+and a resume that ends where an uninterrupted run ends, a diverging run that stops cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from dac_jax.train import state as St
+from dac_jax.train.checkpoint import Checkpoints
+from tests.train import tiny
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def train_cmd(config: Path, save_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "train.py", "--args.load", str(config), "--save_path", str(save_path), *extra]
+
+
+def run(cmd, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+def dry_run(config: str) -> dict:
+    res = run([sys.executable, "train.py", "--args.load", config, "--dry_run"], timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout)
+
+
+def test_the_44khz_config_is_the_originals_recipe():
+    c = dry_run("configs/44khz.yml")
+    step = c["step"]
+    assert step["model"] == {"encoder_dim": 64, "encoder_rates": [2, 4, 8, 8], "latent_dim": 1024, "decoder_dim": 1536,
+                             "decoder_rates": [8, 8, 4, 2], "n_codebooks": 9, "codebook_size": 1024, "codebook_dim": 8,
+                             "quantizer_dropout": 0.5, "sample_rate": 44100}
+    assert step["discriminator"]["periods"] == [2, 3, 5, 7, 11] and step["discriminator"]["fft_sizes"] == [2048, 1024, 512]
+    for name, clip in (("generator_optim", 1000.0), ("discriminator_optim", 10.0)):
+        assert step[name] == {"lr": 1e-4, "betas": [0.8, 0.99], "eps": 1e-8, "weight_decay": 0.01,
+                              "gamma": 0.999996, "grad_clip": clip, "warmup_steps": 0}
+    assert step["weights"] == {"mel": 15.0, "feature": 2.0, "adversarial": 1.0, "commitment": 0.25,
+                               "codebook": 1.0, "stft": 0.0, "waveform": 0.0}
+    assert step["mel"]["n_mels"] == [5, 10, 20, 40, 80, 160, 320] and step["mel"]["pow"] == 1.0
+    assert step["mel"]["window_lengths"] == [32, 64, 128, 256, 512, 1024, 2048] and step["mel"]["mag_weight"] == 0.0
+    assert step["stft"]["window_lengths"] == [2048, 512]
+    assert step["augment"]["target_db"] == -16.0 and step["augment"]["volume_norm"] and step["augment"]["shift_phase"]
+    assert c["batch_size"] == 72 and c["duration"] == 0.38 and c["num_steps"] == 400000 and c["val_duration"] == 5.0
+    assert len(c["train_groups"]) == 6 and len(c["val_groups"]) == 3
+    assert c["loudness_cutoff"] == -40.0 and c["num_tries"] == 8 and c["seed"] == 0
+
+
+@pytest.mark.parametrize("name,rate,rates,n", [("24khz", 24000, [2, 4, 5, 8], 32), ("16khz", 16000, [2, 4, 5, 8], 12)])
+def test_other_released_configs(name, rate, rates, n):
+    model = dry_run(f"configs/{name}.yml")["step"]["model"]
+    assert (model["sample_rate"], model["encoder_rates"], model["n_codebooks"]) == (rate, rates, n)
+
+
+def test_bad_configs_are_one_line_errors(tmp_path):
+    groups = tiny.write_corpus(tmp_path / "data", files_per_group=1)
+    cfg = tiny.write_config(tmp_path / "bad.yml", groups, **{"lambdas": {"mel/loss": 1.0, "nope": 2.0}})
+    res = run(train_cmd(cfg, tmp_path / "run"), timeout=300)
+    assert res.returncode == 1 and "unknown loss names ['nope']" in res.stderr
+    cfg = tiny.write_config(tmp_path / "bad2.yml", groups, **{"train/build_dataset.folders": {"a": [str(tmp_path / "missing")]}})
+    res = run(train_cmd(cfg, tmp_path / "run2"), timeout=300)
+    assert res.returncode == 1 and str(tmp_path / "missing") in res.stderr and "Traceback" not in res.stderr
+
+
+def _restore(save_path: Path, step: int) -> St.TrainState:
+    target = St.create_train_state(tiny.fast(), seed=0)
+    ckpts = Checkpoints(save_path / "checkpoints")
+    state, record = ckpts.restore(step, target)
+    ckpts.close()
+    assert record["step"] == step
+    return jax.device_get(state)
+
+
+def _wait_for_checkpoint(save_path: Path, step: int, proc: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (save_path / "checkpoints" / str(step) / "_CHECKPOINT_METADATA").exists():
+            return
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.2)
+    raise AssertionError(f"no checkpoint {step} within {timeout} s")
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_ends_where_a_straight_run_ends(tmp_path):
+    groups = tiny.write_corpus(tmp_path / "data")
+    cfg = tiny.write_config(tmp_path / "tiny.yml", groups)
+
+    straight = run(train_cmd(cfg, tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    victim = subprocess.Popen(train_cmd(cfg, tmp_path / "killed"), cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    try:
+        _wait_for_checkpoint(tmp_path / "killed", 2, victim)
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate()
+    assert victim.returncode == -signal.SIGKILL
+    killed_at = max(int(p.name) for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name.isdigit())
+    assert killed_at < 6  # it really was interrupted
+
+    resumed = run(train_cmd(cfg, tmp_path / "killed"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+
+    a, b = _restore(tmp_path / "straight", 6), _restore(tmp_path / "killed", 6)
+    assert int(a.step) == int(b.step) == 6
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)  # bit for bit
+
+    # what the run leaves: TensorBoard scalars of both kinds, audio samples, kept checkpoints
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "straight" / "logs"), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = set(events.Tags()["tensors"])
+    assert {"train/mel/loss", "train/loss", "train/adv/disc_loss", "val/mel/loss", "val/sisdr", "steps_per_sec"} <= tags
+    assert any(t.startswith("recons/sample_0") for t in tags)
+    assert [e.step for e in events.Tensors("train/loss")] == [1, 2, 3, 4, 5, 6]
+    assert sorted(int(p.name) for p in (tmp_path / "straight" / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4, 6]
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(tmp_path):
+    groups = tiny.write_corpus(tmp_path / "data", files_per_group=2)
+    cfg = tiny.write_config(tmp_path / "diverge.yml", groups, **{
+        "generator/AdamW.lr": 1e30, "valid_freq": 1, "sample_freq": 0, "log_freq": 1, "num_iters": 5,
+    })
+    res = run(train_cmd(cfg, tmp_path / "run"))
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "error: training stopped: non-finite values at step 1" in res.stderr
+    assert "Traceback" not in res.stderr
+    steps = sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [1]
+    state = _restore(tmp_path / "run", 1)
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state.opt_g))

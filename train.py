@@ -1,0 +1,279 @@
+"""Train DAC: ``python train.py --args.load configs/44khz.yml --save_path runs/44khz``.
+
+argbind binds here and nowhere else. The bound names and their keys are the original DAC's
+(``scripts/train.py`` + ``conf/final/44khz.yml``): ``DAC.*``, ``Discriminator.*``, ``AdamW.*`` and
+``ExponentialLR.*`` (scopes ``generator/`` and ``discriminator/``), ``MelSpectrogramLoss.*``,
+``MultiScaleSTFTLoss.*``, ``VolumeNorm.db``, ``build_transform.postprocess``,
+``train/build_dataset.folders`` / ``val/build_dataset.folders``, ``train/AudioDataset.duration``,
+``lambdas``, ``batch_size``, ``num_iters``, ``valid_freq``, ... so the original's config files
+load with few changes. Additions: ``devices``, ``log_freq``, ``keep_checkpoints``,
+``generator_weights`` / ``discriminator_weights`` (fine-tuning), ``distributed``, ``dry_run``.
+Every value resolves into :class:`dac_jax.train.config.TrainConfig`, and the library does the rest
+(:func:`dac_jax.train.loop.train_and_evaluate`).
+"""
+
+# no `from __future__ import annotations`: argbind reads the annotations as types
+import json
+import logging
+import math
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argbind  # noqa: E402
+
+from dac_jax.errors import DacJaxError, UsageError  # noqa: E402
+from dac_jax.model.config import DACConfig  # noqa: E402
+from dac_jax.model.discriminator import BANDS, DiscriminatorConfig  # noqa: E402
+from dac_jax.train.augment import AugmentConfig  # noqa: E402
+from dac_jax.train.config import LossWeights, StepConfig, TrainConfig  # noqa: E402
+from dac_jax.train.losses import MelLossConfig, STFTLossConfig  # noqa: E402
+from dac_jax.train.optim import OptimizerConfig  # noqa: E402
+
+
+@argbind.bind()
+def DAC(
+    sample_rate: int = 44100, encoder_dim: int = 64, encoder_rates: list = [2, 4, 8, 8], latent_dim: int = None,
+    decoder_dim: int = 1536, decoder_rates: list = [8, 8, 4, 2], n_codebooks: int = 9, codebook_size: int = 1024,
+    codebook_dim: int = 8, quantizer_dropout: float = 0.0,
+) -> DACConfig:
+    return DACConfig(encoder_dim, encoder_rates, latent_dim, decoder_dim, decoder_rates, n_codebooks,
+                     codebook_size, codebook_dim, float(quantizer_dropout), sample_rate)
+
+
+@argbind.bind()
+def Discriminator(
+    rates: list = [], periods: list = [2, 3, 5, 7, 11], fft_sizes: list = [2048, 1024, 512],
+    sample_rate: int = 44100, bands: list = [list(b) for b in BANDS],
+) -> DiscriminatorConfig:
+    return DiscriminatorConfig(rates=rates, periods=periods, fft_sizes=fft_sizes, sample_rate=sample_rate,
+                               bands=[tuple(b) for b in bands])
+
+
+@argbind.bind("generator", "discriminator")
+def AdamW(lr: float = 1e-3, betas: list = [0.9, 0.999], eps: float = 1e-8, weight_decay: float = 1e-2):
+    """torch.optim.AdamW's arguments and defaults."""
+    return dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+
+@argbind.bind("generator", "discriminator")
+def ExponentialLR(gamma: float = 1.0):
+    return dict(gamma=gamma)
+
+
+@argbind.bind("generator", "discriminator")
+def warmup(steps: int = 0):
+    """Linear learning-rate warm-up from lr * 1e-9 (DAC-VAE); 0: none."""
+    return dict(warmup_steps=steps)
+
+
+@argbind.bind()
+def grad_clip(generator: float = 1e3, discriminator: float = 10.0):
+    """clip_grad_norm_ max_norm of each network (the original's fixed 1e3 and 10)."""
+    return generator, discriminator
+
+
+@argbind.bind()
+def MelSpectrogramLoss(
+    n_mels: list = [150, 80], window_lengths: list = [2048, 512], loss_fn: str = "L1", clamp_eps: float = 1e-5,
+    mag_weight: float = 1.0, log_weight: float = 1.0, pow: float = 2.0, weight: float = 1.0,
+    match_stride: bool = False, mel_fmin: list = [0.0, 0.0], mel_fmax: list = [None, None], window_type: str = None,
+) -> MelLossConfig:
+    return MelLossConfig(n_mels=n_mels, window_lengths=window_lengths, clamp_eps=clamp_eps, mag_weight=mag_weight,
+                         log_weight=log_weight, pow=pow, mel_fmin=mel_fmin, mel_fmax=mel_fmax)
+
+
+@argbind.bind()
+def MultiScaleSTFTLoss(
+    window_lengths: list = [2048, 512], loss_fn: str = "L1", clamp_eps: float = 1e-5, mag_weight: float = 1.0,
+    log_weight: float = 1.0, pow: float = 2.0, weight: float = 1.0, match_stride: bool = False,
+    window_type: str = None,
+) -> STFTLossConfig:
+    return STFTLossConfig(window_lengths=window_lengths, clamp_eps=clamp_eps, mag_weight=mag_weight,
+                          log_weight=log_weight, pow=pow)
+
+
+@argbind.bind()
+def VolumeNorm(db: list = ["const", -24]) -> float:
+    return _const(db, "VolumeNorm.db")
+
+
+@argbind.bind()
+def RescaleAudio(val: float = 1.0) -> float:
+    return float(val)
+
+
+@argbind.bind()
+def ShiftPhase(shift: list = ["uniform", -math.pi, math.pi]) -> tuple[float, float]:
+    if not (isinstance(shift, (list, tuple)) and len(shift) == 3 and shift[0] == "uniform"):
+        raise UsageError(f"ShiftPhase.shift must be [uniform, low, high], got {shift!r}")
+    return float(shift[1]), float(shift[2])
+
+
+def _const(dist, name: str) -> float:
+    if isinstance(dist, (int, float)):
+        return float(dist)
+    if isinstance(dist, (list, tuple)) and len(dist) == 2 and dist[0] == "const":
+        return float(dist[1])
+    raise UsageError(f"{name} must be [const, value] (other audiotools distributions are not supported), got {dist!r}")
+
+
+TRANSFORMS = ("Identity", "VolumeNorm", "RescaleAudio", "ShiftPhase")
+
+
+@argbind.bind("train", "val")
+def build_transform(augment_prob: float = 1.0, preprocess: list = ["Identity"], augment: list = ["Identity"],
+                    postprocess: list = ["Identity"]) -> AugmentConfig:
+    """The original's transform lists; the on-device set is VolumeNorm, RescaleAudio, ShiftPhase."""
+    used = list(preprocess) + (list(augment) if augment_prob > 0 else []) + list(postprocess)
+    unknown = sorted(set(used) - set(TRANSFORMS))
+    if unknown:
+        raise UsageError(f"transforms {unknown} are not supported on the device; supported: {', '.join(TRANSFORMS)}")
+    kwargs = {"volume_norm": "VolumeNorm" in used, "rescale": "RescaleAudio" in used, "shift_phase": "ShiftPhase" in used}
+    if kwargs["volume_norm"]:
+        kwargs["target_db"] = VolumeNorm()
+    if kwargs["rescale"]:
+        kwargs["max_value"] = RescaleAudio()
+    if kwargs["shift_phase"]:
+        kwargs["phase_range"] = ShiftPhase()
+    return AugmentConfig(**kwargs)
+
+
+@argbind.bind("train", "val")
+def build_dataset(folders: dict = None) -> tuple[tuple[str, ...], ...]:
+    """Groups of sources (folders, or ``tfds:NAME[:SPLIT]``), drawn round-robin."""
+    if not folders:
+        return ()
+    return tuple(tuple(str(s) for s in (v if isinstance(v, (list, tuple)) else [v])) for v in folders.values())
+
+
+@argbind.bind("train", "val")
+def AudioDataset(duration: float = 0.5, n_examples: int = 1000, loudness_cutoff: float = -40.0, num_tries: int = 8):
+    return dict(duration=duration, n_examples=n_examples, loudness_cutoff=loudness_cutoff, num_tries=num_tries)
+
+
+@argbind.bind(without_prefix=True)
+def train(
+    args,
+    save_path: str = "ckpt",
+    seed: int = 0,
+    num_iters: int = 250000,
+    save_iters: list = [10000, 50000, 100000, 200000],
+    sample_freq: int = 10000,
+    valid_freq: int = 1000,
+    log_freq: int = 50,
+    batch_size: int = 12,
+    val_batch_size: int = 10,
+    val_idx: list = [0, 1, 2, 3, 4, 5, 6, 7],
+    keep_checkpoints: int = 3,
+    devices: int = None,
+    lambdas: dict = {"mel/loss": 100.0, "adv/feat_loss": 2.0, "adv/gen_loss": 1.0,
+                     "vq/commitment_loss": 0.25, "vq/codebook_loss": 1.0},
+    generator_weights: str = None,
+    discriminator_weights: str = None,
+    distributed: bool = False,
+    dry_run: bool = False,
+):
+    """Run (or resume) training into ``save_path``.
+
+    Args:
+        devices: use the first N local devices (default: all).
+        generator_weights: fine-tune from these generator weights (a released-format .pth or a
+            dac-jax folder); their architecture must be the configured DAC's.
+        discriminator_weights: fine-tune from the original's discriminator weights (.pth).
+        distributed: call jax.distributed.initialize() first (multi-host).
+        dry_run: print the resolved configuration as JSON and exit.
+    """
+    if distributed:
+        import jax
+
+        jax.distributed.initialize()
+    config = resolve(args, save_path=save_path, seed=seed, num_iters=num_iters, save_iters=save_iters,
+                     sample_freq=sample_freq, valid_freq=valid_freq, log_freq=log_freq, batch_size=batch_size,
+                     val_batch_size=val_batch_size, n_samples=len(val_idx), keep_checkpoints=keep_checkpoints,
+                     devices=devices, lambdas=lambdas)
+    if dry_run:
+        from dac_jax.train.checkpoint import _to_json
+
+        print(json.dumps(_to_json(config), indent=1))
+        return 0
+    generator, discriminator = _fine_tune_weights(config, generator_weights, discriminator_weights)
+    from dac_jax.train.loop import train_and_evaluate
+
+    train_and_evaluate(config, save_path, generator=generator, discriminator=discriminator)
+    return 0
+
+
+def resolve(args, *, save_path, seed, num_iters, save_iters, sample_freq, valid_freq, log_freq, batch_size,
+            val_batch_size, n_samples, keep_checkpoints, devices, lambdas) -> TrainConfig:
+    model = DAC()
+    generator_optim, discriminator_optim = [], []
+    clip_g, clip_d = grad_clip()
+    for scope, out, clip in (("generator", generator_optim, clip_g), ("discriminator", discriminator_optim, clip_d)):
+        with argbind.scope(args, scope):
+            out.append(OptimizerConfig(**AdamW(), **ExponentialLR(), **warmup(), grad_clip=clip))
+    with argbind.scope(args, "train"):
+        augment = build_transform()
+        train_groups = build_dataset()
+        train_data = AudioDataset()
+    with argbind.scope(args, "val"):
+        val_groups = build_dataset()
+        val_data = AudioDataset()
+    if not train_groups:
+        raise UsageError("no training data: set train/build_dataset.folders (groups of folders or tfds:NAME)")
+    step = StepConfig(
+        model=model, discriminator=Discriminator(), generator_optim=generator_optim[0],
+        discriminator_optim=discriminator_optim[0], weights=LossWeights.from_lambdas(lambdas),
+        mel=MelSpectrogramLoss(), stft=MultiScaleSTFTLoss(), augment=augment,
+    )
+    if step.discriminator.sample_rate != model.sample_rate:
+        raise UsageError(f"Discriminator.sample_rate {step.discriminator.sample_rate} differs from DAC.sample_rate "
+                         f"{model.sample_rate}")
+    return TrainConfig(
+        step=step, train_groups=train_groups, val_groups=val_groups, batch_size=batch_size,
+        duration=train_data["duration"], val_batch_size=val_batch_size, val_duration=val_data["duration"],
+        val_examples=val_data["n_examples"], num_steps=num_iters, seed=seed, log_every=log_freq,
+        valid_every=valid_freq, sample_every=sample_freq, checkpoint_every=valid_freq,
+        keep_checkpoints=keep_checkpoints, save_steps=tuple(save_iters), n_samples=n_samples, devices=devices,
+        loudness_cutoff=train_data["loudness_cutoff"], num_tries=train_data["num_tries"],
+    )
+
+
+def _fine_tune_weights(config: TrainConfig, generator_weights, discriminator_weights):
+    generator = discriminator = None
+    if generator_weights:
+        import dac_jax
+
+        codec = dac_jax.load_model(generator_weights)
+        if codec.config != config.step.model:
+            raise UsageError(f"{generator_weights}: its model ({codec.config}) is not the configured DAC "
+                             f"({config.step.model}); set the DAC.* keys to match")
+        generator = codec.variables["params"]
+    if discriminator_weights:
+        from dac_jax.weights.discriminator import load_discriminator
+
+        d_config, variables = load_discriminator(discriminator_weights)
+        if d_config != config.step.discriminator:
+            raise UsageError(f"{discriminator_weights}: its discriminator ({d_config}) is not the configured one "
+                             f"({config.step.discriminator}); set the Discriminator.* keys to match")
+        discriminator = variables["params"]
+    return generator, discriminator
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = argbind.parse_args()
+    try:
+        with argbind.scope(args):
+            return train(args)
+    except DacJaxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

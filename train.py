@@ -45,10 +45,11 @@ def DAC(
 @argbind.bind()
 def Discriminator(
     rates: list = [], periods: list = [2, 3, 5, 7, 11], fft_sizes: list = [2048, 1024, 512],
-    sample_rate: int = 44100, bands: list = [list(b) for b in BANDS],
+    sample_rate: int = 44100, bands: list = [list(b) for b in BANDS], width: float = 1.0,
 ) -> DiscriminatorConfig:
+    """The original's arguments, plus ``width`` (dac-jax: hidden channels scaled, for small CPU runs)."""
     return DiscriminatorConfig(rates=rates, periods=periods, fft_sizes=fft_sizes, sample_rate=sample_rate,
-                               bands=[tuple(b) for b in bands])
+                               bands=[tuple(b) for b in bands], width=width)
 
 
 @argbind.bind("generator", "discriminator")

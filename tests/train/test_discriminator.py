@@ -430,3 +430,27 @@ def test_numpy_init_draws_the_flax_initialisers_distributions():
             _check_distribution("/".join(path), value, flax_flat[path], 1 / np.sqrt(np.prod(v.shape[1:])))
     _check_g_is_the_norm_of_v(ours)
     _check_g_is_the_norm_of_v(flax_flat)
+
+
+def test_width_narrows_hidden_channels_only():
+    """dac-jax's ``width`` extension: hidden channels scale, inputs and logits keep their sizes,
+    the output structure is the original's, and such a model cannot be exported to the original."""
+    import jax
+    import jax.numpy as jnp
+
+    from dac_jax.model.discriminator import Discriminator, DiscriminatorConfig, init_discriminator
+
+    config = DiscriminatorConfig(periods=(2,), rates=(2,), fft_sizes=(256,), sample_rate=16000, width=0.125)
+    params = init_discriminator(config, seed=0)["params"]
+    shapes = {"/".join(k.key for k in path): leaf.shape
+              for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+    assert shapes["discriminators_0/convs_0/0/weight_v"] == (4, 1, 5, 1)
+    assert shapes["discriminators_0/convs_4/0/weight_v"] == (128, 128, 5, 1)
+    assert shapes["discriminators_0/conv_post/weight_v"] == (1, 128, 3, 1)
+    assert shapes["discriminators_1/convs_1/0/weight_v"] == (8, 2, 41)  # 2 -> 8 channels, 4 groups -> 1
+    assert shapes["discriminators_2/band_convs_0/0/0/weight_v"] == (4, 2, 3, 9)
+    audio = jnp.asarray(np.random.default_rng(0).standard_normal((2, 1, 3200)) * 0.1, jnp.float32)
+    maps = jax.jit(Discriminator(config).apply)({"params": params}, audio)
+    assert [len(m) for m in maps] == [6, 7, 26] and maps[0][-1].shape[1] == 1
+    with pytest.raises(ValueError, match="only width 1 exports"):
+        config.to_kwargs()

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def one_device():
     mesh = S.make_mesh(1)
-    config = tiny.fast()
+    config = tiny.fast(lr=3e-3)
     return mesh, config, S.make_train_step(mesh, config)
 
 
@@ -31,15 +31,17 @@ def test_losses_fall_on_a_fixed_batch(one_device):
     state = S.replicate(St.create_train_state(config, seed=0), mesh)
     audio = S.shard_batch(tiny.batch(4), mesh)
     history = []
-    for _ in range(12):
+    for _ in range(18):
         state, metrics = train_step(state, audio)
         history.append(jax.device_get(metrics))
-    assert int(state.step) == 12 and int(state.bad_step) == -1
-    first, last = history[0], history[-1]
+    assert int(state.step) == 18 and int(state.bad_step) == -1
+    # each step draws new phase shifts and quantizer dropout: compare the first and last 3 steps
+    first = {k: np.mean([m[k] for m in history[:3]]) for k in history[0]}
+    last = {k: np.mean([m[k] for m in history[-3:]]) for k in history[0]}
     assert last["mel/loss"] < 0.85 * first["mel/loss"], (first["mel/loss"], last["mel/loss"])
-    assert last["loss"] < first["loss"]
+    assert last["loss"] < 0.9 * first["loss"], (first["loss"], last["loss"])
     assert last["adv/disc_loss"] < first["adv/disc_loss"]  # the discriminator learns too
-    assert first["other/learning_rate"] == pytest.approx(1e-3)
+    assert history[0]["other/learning_rate"] == pytest.approx(3e-3)
     assert all(np.isfinite(v) for m in history for v in m.values())
 
 
@@ -68,6 +70,7 @@ def test_two_devices_give_the_parameters_of_one():
                          text=True, cwd=ROOT, env=env, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["steps"] == out["steps_two"] == 3 and out["bad"] == [-1, -1]
-    assert out["max_generator_change"] > 1e-3  # the steps did move the parameters
-    assert out["max_rel_diff"] < 1e-5, out  # every leaf of the state: params, Adam moments, step
+    assert out["steps"] == [3, 3] and out["bad"] == [-1, -1]
+    assert out["max_update"] > 1e-3  # the steps did move the parameters
+    assert out["metric_max_rel_diff"] < 1e-5, out  # every loss and gradient norm of every step
+    assert out["param_diff_over_update"] < 1e-2, out  # see multidevice_check's docstring

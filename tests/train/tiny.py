@@ -19,7 +19,7 @@ SAMPLES = 3200  # 0.2 s excerpts
 
 STEP = StepConfig(
     model=PRESETS["tiny"],
-    discriminator=DiscriminatorConfig(periods=(2, 3), fft_sizes=(256,), sample_rate=RATE),
+    discriminator=DiscriminatorConfig(periods=(2, 3), fft_sizes=(256,), sample_rate=RATE, width=0.25),
     mel=MelLossConfig(n_mels=(20, 40), window_lengths=(128, 512), mag_weight=0.0, pow=1.0,
                       mel_fmin=(0.0, 0.0), mel_fmax=(None, None)),
     stft=STFTLossConfig(window_lengths=(512,)),
@@ -78,6 +78,7 @@ def write_config(path: Path, groups, **overrides) -> Path:
         "DAC.quantizer_dropout": m.quantizer_dropout,
         "Discriminator.sample_rate": RATE, "Discriminator.periods": list(STEP.discriminator.periods),
         "Discriminator.fft_sizes": list(STEP.discriminator.fft_sizes), "Discriminator.rates": [],
+        "Discriminator.width": STEP.discriminator.width,
         "AdamW.lr": 1e-3, "AdamW.betas": [0.8, 0.99], "ExponentialLR.gamma": 0.999996,
         "MelSpectrogramLoss.n_mels": list(STEP.mel.n_mels), "MelSpectrogramLoss.window_lengths": list(STEP.mel.window_lengths),
         "MelSpectrogramLoss.mel_fmin": [0, 0], "MelSpectrogramLoss.mel_fmax": [None, None],

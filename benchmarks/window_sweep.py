@@ -90,17 +90,17 @@ class Ours:
         self.codec = dac_jax.load_model(path)
 
     def compress_chunk(self, audio: np.ndarray):
-        out = self.api._encode(self.codec.unpadded_module, self.codec.variables, audio, None).codes
+        out = self.api._encode(self.codec.unpadded_module, self.codec.inference_variables, audio, None).codes
         return self.jax.block_until_ready(out)
 
     def decompress_chunk(self, codes):
-        out = self.api._decode(self.codec.unpadded_module, self.codec.variables, codes)
+        out = self.api._decode(self.codec.unpadded_module, self.codec.inference_variables, codes)
         return self.jax.block_until_ready(out)
 
     def flops(self, audio: np.ndarray, codes) -> tuple[float, float]:
         """XLA's FLOP counts of the compiled chunk functions (compress, decompress)."""
-        enc = self.api._encode.lower(self.codec.unpadded_module, self.codec.variables, audio, None).compile()
-        dec = self.api._decode.lower(self.codec.unpadded_module, self.codec.variables, codes).compile()
+        enc = self.api._encode.lower(self.codec.unpadded_module, self.codec.inference_variables, audio, None).compile()
+        dec = self.api._decode.lower(self.codec.unpadded_module, self.codec.inference_variables, codes).compile()
         return _flops(enc), _flops(dec)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from dac_jax.errors import AudioError, UsageError, WeightsError
 from dac_jax.model.config import ConfigLike, DACConfig, PRESETS, get_config
 from dac_jax.model.dac import DAC, DACOutput, EncodeOutput, init_variables
+from dac_jax.nn.fold import fold_variables
 
 # How many times each jitted entry point was traced (a test hook: one trace per shape).
 trace_counts: collections.Counter = collections.Counter()
@@ -59,8 +60,30 @@ class Codec:
         self.config = config
         self.module = DAC(config)
         self.unpadded_module = DAC(config, padded=False)
-        self.variables = jax.tree_util.tree_map(jnp.asarray, variables)
+        self.variables = variables
         self.source = source
+
+    @property
+    def variables(self) -> dict:
+        """The model's variables (``{"params": ...}``, the trainable parametrisation)."""
+        return self._variables
+
+    @variables.setter
+    def variables(self, variables: dict) -> None:
+        self._variables = jax.tree_util.tree_map(jnp.asarray, variables)
+        self._inference_variables = None
+
+    @property
+    def inference_variables(self) -> dict:
+        """``variables`` with every weight-normed conv folded into its kernel, once per load.
+
+        What :meth:`encode`, :meth:`decode` and chunked compression run on (same outputs up to
+        float rounding; see :mod:`dac_jax.nn.fold`). Recomputed when ``variables`` is assigned.
+        """
+        if self._inference_variables is None:
+            probe = jnp.zeros((1, 1, self.hop_length), jnp.float32)
+            self._inference_variables = fold_variables(self.module, self._variables, probe)
+        return self._inference_variables
 
     def __repr__(self) -> str:
         return f"Codec({self.config}, source={self.source!r})"
@@ -125,15 +148,15 @@ class Codec:
 
     def encode_full(self, audio: Any, n_quantizers: Optional[int] = None) -> EncodeOutput:
         """Like :meth:`encode` but returns ``z``, ``latents`` and the losses too."""
-        return _encode(self.module, self.variables, self._check_audio(audio), self._check_n_quantizers(n_quantizers))
+        return _encode(self.module, self.inference_variables, self._check_audio(audio), self._check_n_quantizers(n_quantizers))
 
     def decode(self, codes: Any) -> jax.Array:
         """``codes [B, n, frames]`` -> ``audio [B, 1, samples]`` (``output_length`` of the frames' samples)."""
-        return _decode(self.module, self.variables, self._check_codes(codes))
+        return _decode(self.module, self.inference_variables, self._check_codes(codes))
 
     def __call__(self, audio: Any, n_quantizers: Optional[int] = None) -> DACOutput:
         """Encode and decode (the original's ``forward``): audio cropped to the input length."""
-        return _forward(self.module, self.variables, self._check_audio(audio), self._check_n_quantizers(n_quantizers))
+        return _forward(self.module, self.inference_variables, self._check_audio(audio), self._check_n_quantizers(n_quantizers))
 
     # -- long files -------------------------------------------------------------------------------
 

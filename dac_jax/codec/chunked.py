@@ -56,7 +56,7 @@ def encode_faithful(
     items, length = audio.shape
     if plan.padded:
         x = audio[:, None, :]
-        codes = np.asarray(_encode(codec.module, codec.variables, x, n_quantizers).codes)
+        codes = np.asarray(_encode(codec.module, codec.inference_variables, x, n_quantizers).codes)
         if progress:
             progress(1)
         return codes
@@ -72,7 +72,7 @@ def encode_faithful(
         w[0, max(-begin, 0) : max(-begin, 0) + len(src)] = src
         return w
 
-    fn = lambda x: _encode(codec.unpadded_module, codec.variables, x, n_quantizers).codes  # noqa: E731
+    fn = lambda x: _encode(codec.unpadded_module, codec.inference_variables, x, n_quantizers).codes  # noqa: E731
     out = None
     for i, c in _run_batched(fn, window, items * n, batch_size, progress):
         if out is None:
@@ -92,7 +92,7 @@ def decode_faithful(
     starts = list(range(0, total, chunk_length))
     if len(starts) == 1 or total % chunk_length:
         # a single chunk, or a ragged last chunk (never written by the original): one shape each
-        parts = [np.asarray(_decode(module, codec.variables, codes[:, :, s : s + chunk_length])) for s in starts]
+        parts = [np.asarray(_decode(module, codec.inference_variables, codes[:, :, s : s + chunk_length])) for s in starts]
         if progress:
             progress(len(starts))
         return np.concatenate(parts, axis=-1)[:, 0]
@@ -102,7 +102,7 @@ def decode_faithful(
         item, k = divmod(i, n)
         return codes[item, :, starts[k] : starts[k] + chunk_length]
 
-    fn = lambda c: _decode(module, codec.variables, c)  # noqa: E731
+    fn = lambda c: _decode(module, codec.inference_variables, c)  # noqa: E731
     out = None
     for i, a in _run_batched(fn, window, items * n, batch_size, progress):
         if out is None:
@@ -153,7 +153,7 @@ def encode_independent(
         w[0, : len(src)] = src
         return w
 
-    fn = lambda x: _encode(codec.module, codec.variables, x, n_quantizers).codes  # noqa: E731
+    fn = lambda x: _encode(codec.module, codec.inference_variables, x, n_quantizers).codes  # noqa: E731
     return _assemble(plan, window, fn, items, batch_size, progress, hop_out=1)
 
 
@@ -172,7 +172,7 @@ def decode_independent(
         item, k = divmod(i, plan.n_chunks)
         return codes[item, :, plan.window_start(k) : plan.window_start(k) + plan.window]
 
-    fn = lambda c: _decode(codec.module, codec.variables, c)[:, 0]  # noqa: E731
+    fn = lambda c: _decode(codec.module, codec.inference_variables, c)[:, 0]  # noqa: E731
     out = _assemble(plan, window, fn, items, batch_size, progress, hop_out=codec.hop_length)
     # the padded decoder's own length (320 * frames - 8 for the stride-5 decoders)
     return out[:, : codec.module.decoder_samples(total)]

@@ -31,8 +31,7 @@ def weight_norm(v: jax.Array, g: jax.Array) -> jax.Array:
     For a conv ``v`` is ``[out, in, k]`` (a norm per output channel); for a transposed conv it is
     ``[in, out, k]``, so the norm is per *input* channel, as in the original.
     """
-    norm = jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim)), keepdims=True))
-    return v * (g / norm)
+    return v * (g / _l2_norm_except_0(v))
 
 
 def snake(x: jax.Array, alpha: jax.Array) -> jax.Array:
@@ -40,56 +39,72 @@ def snake(x: jax.Array, alpha: jax.Array) -> jax.Array:
     return x + jnp.reciprocal(alpha + 1e-9) * jnp.square(jnp.sin(alpha * x))
 
 
-def conv1d(x: jax.Array, weight: jax.Array, geometry: ConvGeometry, padded: bool) -> jax.Array:
-    """1-D convolution of channels-last ``x [B, T, Cin]`` with a PyTorch-layout weight.
+def fold_kernel(weight: jax.Array, geometry: ConvGeometry) -> jax.Array:
+    """A PyTorch-layout weight rearranged into the kernel :func:`conv1d_folded` runs.
 
-    A transposed convolution ``W [in, out, k]`` runs in polyphase form (:func:`conv_transpose_polyphase`)
-    when undilated; otherwise as a plain convolution over the input dilated by the stride, with the
-    kernel flipped in time and the padding from :meth:`ConvGeometry.pads`.
+    * a conv ``[out, in, k]`` becomes ``[k, in, out]`` (XLA's ``WIO``, channels-last);
+    * an undilated transposed conv ``[in, out, k]`` becomes the polyphase kernel
+      ``[J, in, s * out]`` of :func:`conv_transpose_polyphase`;
+    * a dilated transposed conv becomes its time-flipped ``[k, in, out]``.
+
+    Inference folds every weight once per load (:mod:`dac_jax.nn.fold`): on XLA's CPU backend the
+    per-call rearrangement of a large kernel costs as much as a short chunk's convolution.
     """
-    pads = [geometry.pads(padded)]
+    xp = np if isinstance(weight, np.ndarray) else jnp  # numpy when folding once per load
+    if not geometry.transposed:
+        return xp.transpose(weight, (2, 1, 0))
+    if geometry.dilation != 1:
+        return xp.transpose(xp.flip(weight, axis=-1), (2, 0, 1))
+    s, k = geometry.stride, geometry.kernel
+    n_in, n_out, _ = weight.shape
+    taps = -(-k // s)
+    w = xp.pad(weight, ((0, 0), (0, 0), (0, taps * s - k)))  # [in, out, J*s]
+    w = w.reshape(n_in, n_out, taps, s)[:, :, ::-1]  # taps reversed: a correlation in time
+    return xp.transpose(w, (2, 0, 3, 1)).reshape(taps, n_in, s * n_out)  # [J, in, s*out]
+
+
+def conv1d(x: jax.Array, weight: jax.Array, geometry: ConvGeometry, padded: bool) -> jax.Array:
+    """1-D convolution of channels-last ``x [B, T, Cin]`` with a PyTorch-layout weight."""
+    return conv1d_folded(x, fold_kernel(weight, geometry), geometry, padded)
+
+
+def conv1d_folded(x: jax.Array, kernel: jax.Array, geometry: ConvGeometry, padded: bool) -> jax.Array:
+    """:func:`conv1d` with the kernel already rearranged by :func:`fold_kernel`.
+
+    A transposed convolution runs in polyphase form (:func:`conv_transpose_polyphase`) when
+    undilated; otherwise as a plain convolution over the input dilated by the stride, with the
+    flipped kernel and the padding from :meth:`ConvGeometry.pads`.
+    """
     if geometry.transposed and geometry.dilation == 1:
-        return conv_transpose_polyphase(x, weight, geometry, padded)
-    if geometry.transposed:
-        return lax.conv_general_dilated(
-            x,
-            jnp.flip(weight, axis=-1),
-            window_strides=(1,),
-            padding=pads,
-            lhs_dilation=(geometry.stride,),
-            rhs_dilation=(geometry.dilation,),
-            dimension_numbers=("NWC", "IOW", "NWC"),
-        )
+        return conv_transpose_polyphase(x, kernel, geometry, padded)
     return lax.conv_general_dilated(
         x,
-        weight,
-        window_strides=(geometry.stride,),
-        padding=pads,
+        kernel,
+        window_strides=(1,) if geometry.transposed else (geometry.stride,),
+        padding=[geometry.pads(padded)],
+        lhs_dilation=(geometry.stride,) if geometry.transposed else None,
         rhs_dilation=(geometry.dilation,),
-        dimension_numbers=("NWC", "OIW", "NWC"),
+        dimension_numbers=("NWC", "WIO", "NWC"),
     )
 
 
-def conv_transpose_polyphase(x: jax.Array, weight: jax.Array, geometry: ConvGeometry, padded: bool) -> jax.Array:
+def conv_transpose_polyphase(x: jax.Array, kernel: jax.Array, geometry: ConvGeometry, padded: bool) -> jax.Array:
     """PyTorch's ConvTranspose1d (``W [in, out, k]``, stride s, dilation 1) as one stride-1 convolution.
 
     The full (uncropped) output splits into s phases: ``z[q*s + r] = sum_j x[q - j] W[j*s + r]``,
-    so one convolution with ``J = ceil(k / s)`` taps and ``s * out`` output channels computes every
-    phase, and a reshape interleaves them::
+    so one convolution with ``J = ceil(k / s)`` taps and ``s * out`` output channels (``kernel``,
+    from :func:`fold_kernel`) computes every phase, and a reshape interleaves them::
 
         x [B, L, in] --conv, J taps, pad J-1 both sides--> [B, L+J-1, s*out] --reshape--> z [B, (L+J-1)*s, out]
 
     and the result is ``z[p : p + L_out]`` (``p`` the padding in padded mode, 0 unpadded). XLA's CPU
     backend runs the equivalent stride-dilated convolution up to 10x slower, worst at short inputs.
     """
-    s, k = geometry.stride, geometry.kernel
-    n_in, n_out, _ = weight.shape
-    taps = -(-k // s)
-    w = jnp.pad(weight, ((0, 0), (0, 0), (0, taps * s - k)))  # [in, out, J*s]
-    w = w.reshape(n_in, n_out, taps, s)[:, :, ::-1]  # taps reversed: a correlation in time
-    w = jnp.transpose(w, (2, 0, 3, 1)).reshape(taps, n_in, s * n_out)  # [J, in, s*out]
+    s = geometry.stride
+    taps = kernel.shape[0]
+    n_out = kernel.shape[2] // s
     y = lax.conv_general_dilated(
-        x, w, window_strides=(1,), padding=[(taps - 1, taps - 1)], dimension_numbers=("NWC", "WIO", "NWC")
+        x, kernel, window_strides=(1,), padding=[(taps - 1, taps - 1)], dimension_numbers=("NWC", "WIO", "NWC")
     )
     batch, length = x.shape[0], x.shape[1]
     z = y.reshape(batch, (length + taps - 1) * s, n_out)
@@ -160,7 +175,10 @@ class Sequential(Layer):
 class WNConv1d(Layer):
     """Weight-normed Conv1d or ConvTranspose1d (by ``geometry.transposed``), channels-last.
 
-    ``padded`` selects the mode: padded (the geometry's padding) or unpadded (none).
+    ``padded`` selects the mode: padded (the geometry's padding) or unpadded (none). Parameters
+    are ``weight_v``, ``weight_g`` and ``bias`` in PyTorch's layouts. For inference the variables
+    may instead hold this layer's folded ``kernel`` and ``bias`` in the ``"folded"`` collection
+    (:func:`dac_jax.nn.fold.fold_variables`): weight norm and layout are then not recomputed per call.
     """
 
     in_features: int
@@ -183,26 +201,29 @@ class WNConv1d(Layer):
             shape = (self.features, self.in_features, k)
         return shape, (shape[1] if self.geometry.transposed else shape[0]), 1.0 / math.sqrt(_torch_fan_in(shape))
 
-    def setup(self):
-        shape, n_bias, bound = self._shapes()
-        self.weight_v = self.param("weight_v", _uniform(bound), shape)
-        self.weight_g = self.param("weight_g", lambda _: _l2_norm_except_0(self.weight_v))
-        bias_init = nn.initializers.zeros if self.zero_bias else _uniform(bound)
-        self.bias = self.param("bias", bias_init, (n_bias,))
-
     @nn.nowrap
     def numpy_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """The same initial distribution as :meth:`setup`'s initialisers, drawn with numpy."""
+        """The same initial distribution as the Flax initialisers, drawn with numpy."""
         shape, n_bias, bound = self._shapes()
         v = _np_uniform(rng, bound, shape)
         bias = np.zeros(n_bias, np.float32) if self.zero_bias else _np_uniform(rng, bound, (n_bias,))
         return {"weight_v": v, "weight_g": np.asarray(_l2_norm_except_0(v)), "bias": bias}
 
-    def weight(self) -> jax.Array:
-        return weight_norm(self.weight_v, self.weight_g)
-
+    @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return conv1d(x, self.weight(), self.geometry, self.padded) + self.bias
+        if self.has_variable(FOLDED, "kernel"):
+            kernel, bias = self.get_variable(FOLDED, "kernel"), self.get_variable(FOLDED, "bias")
+        else:
+            shape, n_bias, bound = self._shapes()
+            v = self.param("weight_v", _uniform(bound), shape)
+            g = self.param("weight_g", lambda _: _l2_norm_except_0(v))
+            bias = self.param("bias", nn.initializers.zeros if self.zero_bias else _uniform(bound), (n_bias,))
+            kernel = fold_kernel(weight_norm(v, g), self.geometry)
+        return conv1d_folded(x, kernel, self.geometry, self.padded) + bias
+
+
+#: The variable collection holding folded inference kernels (see :class:`WNConv1d`).
+FOLDED = "folded"
 
 
 def _l2_norm_except_0(v):

@@ -1,0 +1,59 @@
+"""Inference variables with every weight-normed convolution folded once.
+
+Training needs ``weight_v`` / ``weight_g`` (their gradients are the parametrisation), but
+inference only ever uses ``g * v / ||v||`` rearranged into the kernel layout of the convolution.
+:func:`fold_variables` computes those kernels once, stores them in the ``"folded"`` collection,
+and drops the ``weight_v`` / ``weight_g`` / ``bias`` they replace, so a jitted encode or decode
+reads ready-made kernels instead of renormalising and transposing ~75 M weights per call.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.core import unfreeze
+
+from dac_jax.nn.geometry import ConvGeometry
+from dac_jax.nn.layers import FOLDED, WNConv1d, fold_kernel, weight_norm
+
+
+def fold_variables(module: nn.Module, variables: dict, *args: Any, method: Any = None, **kwargs: Any) -> dict:
+    """``variables`` for ``module`` with its weight-normed convolutions folded.
+
+    ``args`` must reach every convolution (for DAC: the forward pass on a short clip, which runs
+    the encoder, every quantizer and the decoder). It is traced abstractly (``jax.eval_shape``)
+    only to find each convolution's path and geometry; the kernels are then folded directly from
+    the parameters. The result applies to the padded and the unpadded module alike and gives the
+    same outputs up to float rounding.
+    """
+    if FOLDED in variables:
+        return variables
+    convs: dict[tuple[str, ...], ConvGeometry] = {}
+
+    def record(next_fun, fn_args, fn_kwargs, context):
+        if isinstance(context.module, WNConv1d):
+            convs[tuple(context.module.path)] = context.module.geometry
+        return next_fun(*fn_args, **fn_kwargs)
+
+    with nn.intercept_methods(record):
+        jax.eval_shape(functools.partial(module.apply, method=method, **kwargs), variables, *args)
+
+    params = unfreeze(variables["params"])
+    folded: dict = {}
+    for path, geometry in convs.items():
+        owner, target = params, folded
+        for name in path[:-1]:
+            owner, target = owner[name], target.setdefault(name, {})
+        conv = owner.pop(path[-1])
+        v, g = np.asarray(conv["weight_v"]), np.asarray(conv["weight_g"])
+        kernel = np.ascontiguousarray(fold_kernel(weight_norm(v, g), geometry))
+        target[path[-1]] = {"kernel": jnp.asarray(kernel), "bias": conv["bias"]}
+    result = {k: v for k, v in variables.items() if k != "params"}
+    result["params"] = params
+    result[FOLDED] = folded
+    return result

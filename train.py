@@ -175,6 +175,7 @@ def train(
     discriminator_weights: str = None,
     distributed: bool = False,
     dry_run: bool = False,
+    time_limit: float = 0.0,
 ):
     """Run (or resume) training into ``save_path``.
 
@@ -184,6 +185,8 @@ def train(
             dac-jax folder); their architecture must be the configured DAC's.
         discriminator_weights: fine-tune from the original's discriminator weights (.pth).
         distributed: call jax.distributed.initialize() first (multi-host).
+        time_limit: stop after this many minutes of training (0: no limit), validating and
+            checkpointing at the step where it stops, as at the last step.
         dry_run: print the resolved configuration as JSON and exit.
     """
     if distributed:
@@ -193,7 +196,7 @@ def train(
     config = resolve(args, save_path=save_path, seed=seed, num_iters=num_iters, save_iters=save_iters,
                      sample_freq=sample_freq, valid_freq=valid_freq, log_freq=log_freq, batch_size=batch_size,
                      val_batch_size=val_batch_size, n_samples=len(val_idx), keep_checkpoints=keep_checkpoints,
-                     devices=devices, lambdas=lambdas)
+                     devices=devices, lambdas=lambdas, time_limit=time_limit)
     if dry_run:
         from dac_jax.train.checkpoint import _to_json
 
@@ -207,7 +210,7 @@ def train(
 
 
 def resolve(args, *, save_path, seed, num_iters, save_iters, sample_freq, valid_freq, log_freq, batch_size,
-            val_batch_size, n_samples, keep_checkpoints, devices, lambdas) -> TrainConfig:
+            val_batch_size, n_samples, keep_checkpoints, devices, lambdas, time_limit=0.0) -> TrainConfig:
     model = DAC()
     generator_optim, discriminator_optim = [], []
     clip_g, clip_d = grad_clip()
@@ -237,6 +240,7 @@ def resolve(args, *, save_path, seed, num_iters, save_iters, sample_freq, valid_
         val_examples=val_data["n_examples"], num_steps=num_iters, seed=seed, log_every=log_freq,
         valid_every=valid_freq, sample_every=sample_freq, checkpoint_every=valid_freq,
         keep_checkpoints=keep_checkpoints, save_steps=tuple(save_iters), n_samples=n_samples, devices=devices,
+        time_limit=60.0 * time_limit,
         loudness_cutoff=train_data["loudness_cutoff"], num_tries=train_data["num_tries"],
     )
 
@@ -254,7 +258,7 @@ def _fine_tune_weights(config: TrainConfig, generator_weights, discriminator_wei
     if discriminator_weights:
         from dac_jax.weights.discriminator import load_discriminator
 
-        d_config, variables = load_discriminator(discriminator_weights)
+        variables, d_config = load_discriminator(discriminator_weights)
         if d_config != config.step.discriminator:
             raise UsageError(f"{discriminator_weights}: its discriminator ({d_config}) is not the configured one "
                              f"({config.step.discriminator}); set the Discriminator.* keys to match")

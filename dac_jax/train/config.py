@@ -87,6 +87,7 @@ class TrainConfig:
     save_steps: tuple[int, ...] = (10_000, 50_000, 100_000, 200_000)
     n_samples: int = 4  # validation items written as audio to TensorBoard
     devices: Optional[int] = None  # use the first N local devices; None: all
+    time_limit: float = 0.0  # seconds of training after which the run stops as at its last step; 0: none
 
     def __post_init__(self):
         object.__setattr__(self, "train_groups", tuple(tuple(g) for g in self.train_groups))

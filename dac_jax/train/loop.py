@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -194,10 +195,15 @@ def train_and_evaluate(
                                              every_steps=config.log_every, every_secs=None)
     collection, acc = None, None
 
+    if start == 0 and val and config.valid_every:  # the baseline a run's progress is judged against
+        val_metrics = validate(eval_step, state, val, mesh)
+        writer.write_scalars(0, val_metrics)
+        log.info("step 0: %s", ", ".join(f"{k} {v:.4f}" for k, v in val_metrics.items()))
     if start == 0 and config.sample_every:
         write_samples(writer, state, val, config, 0)
 
     step = start
+    deadline = time.monotonic() + config.time_limit if config.time_limit > 0 else None
     while step < config.num_steps:
         audio = next(batches)
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
@@ -207,7 +213,7 @@ def train_and_evaluate(
         single = _gather(collection, metrics)
         acc = single if acc is None else _merge(acc, single)
         step += 1
-        last = step == config.num_steps
+        last = step == config.num_steps or (deadline is not None and time.monotonic() > deadline)
         report(step)
 
         checkpoint_due = itstime(step, config.checkpoint_every, last) or step in config.save_steps
@@ -226,6 +232,10 @@ def train_and_evaluate(
         if checkpoint_due:
             ranked = val_metrics if val_metrics and np.isfinite(val_metrics.get(BEST_METRIC, np.nan)) else None
             checkpoints.save(step, state, _record(config, step, val_metrics), ranked)
+        if last:
+            if step < config.num_steps:
+                log.info("time limit of %.1f min reached at step %d", config.time_limit / 60, step)
+            break
     writer.flush()
     checkpoints.close()
     return state

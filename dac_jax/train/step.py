@@ -77,6 +77,16 @@ def _discriminate(config: StepConfig, params: Any, fake: jax.Array, real: jax.Ar
     )
 
 
+def matched(signal: jax.Array, recons: jax.Array) -> jax.Array:
+    """``signal`` cut to the reconstruction's length.
+
+    The stride-5 decoders (16/24 kHz) return ``hop * frames - 8`` samples (the original's length,
+    kept on purpose), so an excerpt of whole frames comes back 8 samples short; the original's
+    losses would fail on the mismatch. The losses compare the overlap.
+    """
+    return signal[..., : recons.shape[-1]]
+
+
 def _reconstruction_losses(config: StepConfig, recons: jax.Array, signal: jax.Array) -> dict[str, jax.Array]:
     return {
         "mel/loss": losses.mel_loss(recons, signal, config.sample_rate, config.mel),
@@ -103,6 +113,7 @@ def train_step(state: TrainState, audio: jax.Array, config: StepConfig) -> tuple
         return out.audio, out.commitment_loss, out.codebook_loss
 
     (recons, commitment, codebook), pullback = jax.vjp(generate, state.generator)
+    signal = matched(signal, recons)
 
     # discriminator: on the detached reconstruction
     def d_loss_fn(d_params):
@@ -168,6 +179,7 @@ def eval_step(generator: Any, audio: jax.Array, config: StepConfig, seed: int = 
     keys = item_keys(jax.random.key(seed), jnp.zeros((), jnp.int32), _AUGMENT, indices)
     signal = prepare(audio, keys, config)
     recons = DAC(config.model).apply({"params": generator}, signal).audio
+    signal = matched(signal, recons)
 
     def per_item(r, s):
         r, s = r[None], s[None]

@@ -146,3 +146,31 @@ def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(tmp_path):
     assert steps == [1]
     state = _restore(tmp_path / "run", 1)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(state.opt_g))
+
+
+def test_fine_tuning_reads_generator_and_discriminator_weights(tmp_path):
+    """train.py's --generator_weights / --discriminator_weights: the original's files, strictly matched."""
+    pytest.importorskip("torch")
+    import dataclasses
+
+    import train as train_script
+    from dac_jax import init_model
+    from dac_jax.errors import UsageError
+    from dac_jax.model.discriminator import init_discriminator
+    from dac_jax.train.config import TrainConfig
+    from dac_jax.weights.discriminator import write_discriminator_checkpoint
+
+    d_config = dataclasses.replace(tiny.STEP.discriminator, width=1.0)
+    config = TrainConfig(step=dataclasses.replace(tiny.STEP, discriminator=d_config))
+    codec = init_model(config.step.model, seed=5)
+    generator_pth = codec.export_torch(tmp_path / "generator.pth")
+    d_variables = init_discriminator(d_config, 6)
+    discriminator_pth = write_discriminator_checkpoint(tmp_path / "discriminator.pth", d_variables, d_config)
+
+    generator, discriminator = train_script._fine_tune_weights(config, str(generator_pth), str(discriminator_pth))
+    jax.tree_util.tree_map(np.testing.assert_array_equal, generator, codec.variables["params"])
+    jax.tree_util.tree_map(np.testing.assert_array_equal, discriminator, d_variables["params"])
+
+    other = TrainConfig(step=dataclasses.replace(config.step, discriminator=dataclasses.replace(d_config, periods=(2,))))
+    with pytest.raises(UsageError, match="Discriminator"):
+        train_script._fine_tune_weights(other, None, str(discriminator_pth))

@@ -4,7 +4,7 @@
 on demand.
 """
 
-from dac_jax.api import Codec, init_model, load_model
+from dac_jax.api import Codec, VAECodec, init_model, init_vae, load_model, load_vae
 from dac_jax.codec.dacfile import DACFile
 from dac_jax.errors import (
     AudioError,
@@ -16,8 +16,9 @@ from dac_jax.errors import (
     UsageError,
     WeightsError,
 )
-from dac_jax.model.config import PRESETS, DACConfig, get_config
+from dac_jax.model.config import PRESETS, VAE_PRESETS, DACConfig, VAEConfig, get_config, get_vae_config
 from dac_jax.model.dac import DAC, DACOutput, EncodeOutput
+from dac_jax.model.vae import DACVAE, VAELatents, VAEOutput
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "DACConfig",
     "DACFile",
     "DACOutput",
+    "DACVAE",
     "DacJaxError",
     "DataError",
     "EncodeOutput",
@@ -36,8 +38,16 @@ __all__ = [
     "MissingDependencyError",
     "PRESETS",
     "UsageError",
+    "VAECodec",
+    "VAEConfig",
+    "VAELatents",
+    "VAEOutput",
+    "VAE_PRESETS",
     "WeightsError",
     "get_config",
+    "get_vae_config",
     "init_model",
+    "init_vae",
     "load_model",
+    "load_vae",
 ]

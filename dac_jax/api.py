@@ -7,6 +7,10 @@
     audio = codec.decode(codes)                 # -> float32 [B, 1, samples]
     codec.module, codec.variables, codec.config # the pure pieces, for jit / grad / training
 
+    vae = dac_jax.load_vae("checkpoint.pt")     # DAC-VAE: its training checkpoint or a bare state dict
+    z, m, logs = vae.encode(audio)              # [B, D, frames] (z = m; pass key= to sample as the original)
+    audio = vae.decode(z)                       # -> [B, 1, hop * frames]
+
 Each operation is one ``jax.jit``-compiled function, cached per input shape (and per
 ``n_quantizers``); the variables are an argument, never baked into the compiled code.
 """
@@ -23,8 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from dac_jax.errors import AudioError, UsageError, WeightsError
-from dac_jax.model.config import ConfigLike, DACConfig, PRESETS, get_config
+from dac_jax.model.config import (
+    PRESETS, ConfigLike, DACConfig, VAEConfig, VAEConfigLike, get_config, get_vae_config,
+)
 from dac_jax.model.dac import DAC, DACOutput, EncodeOutput, init_variables
+from dac_jax.model.vae import DACVAE, VAELatents, VAEOutput, init_vae_variables
 from dac_jax.nn.fold import fold_variables
 
 # How many times each jitted entry point was traced (a test hook: one trace per shape).
@@ -53,13 +60,26 @@ def _dtype(x: Any) -> np.dtype:
     return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
 
 
-class Codec:
-    """A DAC model with its variables: ``encode`` / ``decode`` on channels-first arrays."""
+def _check_audio(audio: Any, sample_rate: int) -> jax.Array:
+    shape = np.shape(audio)
+    if len(shape) != 3 or shape[1] != 1 or shape[2] == 0:
+        raise AudioError(
+            f"audio must be [batch, 1, samples] at {sample_rate} Hz with samples > 0; got shape {shape}"
+        )
+    dtype = _dtype(audio)
+    if not np.issubdtype(dtype, np.floating):
+        raise AudioError(f"audio must be floating point (float32 in [-1, 1]); got {dtype}")
+    return jnp.asarray(audio, jnp.float32)
 
-    def __init__(self, config: DACConfig, variables: dict, source: Optional[str] = None):
+
+class _Model:
+    """A Flax model with its variables: the parts the DAC and DAC-VAE facades share."""
+
+    _fold_kwargs: dict = {}
+
+    def __init__(self, config, module, variables: dict, source: Optional[str] = None):
         self.config = config
-        self.module = DAC(config)
-        self.unpadded_module = DAC(config, padded=False)
+        self.module = module
         self.variables = variables
         self.source = source
 
@@ -77,18 +97,16 @@ class Codec:
     def inference_variables(self) -> dict:
         """``variables`` with every weight-normed conv folded into its kernel, once per load.
 
-        What :meth:`encode`, :meth:`decode` and chunked compression run on (same outputs up to
-        float rounding; see :mod:`dac_jax.nn.fold`). Recomputed when ``variables`` is assigned.
+        What ``encode``, ``decode`` and chunked compression run on (same outputs up to float
+        rounding; see :mod:`dac_jax.nn.fold`). Recomputed when ``variables`` is assigned.
         """
         if self._inference_variables is None:
-            probe = jnp.zeros((1, 1, self.hop_length), jnp.float32)
-            self._inference_variables = fold_variables(self.module, self._variables, probe)
+            probe = jnp.zeros((1, 1, self.config.hop_length), jnp.float32)
+            self._inference_variables = fold_variables(self.module, self._variables, probe, **self._fold_kwargs)
         return self._inference_variables
 
     def __repr__(self) -> str:
-        return f"Codec({self.config}, source={self.source!r})"
-
-    # -- geometry ----------------------------------------------------------------------------
+        return f"{type(self).__name__}({self.config}, source={self.source!r})"
 
     @property
     def sample_rate(self) -> int:
@@ -97,6 +115,16 @@ class Codec:
     @property
     def hop_length(self) -> int:
         return self.config.hop_length
+
+
+class Codec(_Model):
+    """A DAC model with its variables: ``encode`` / ``decode`` on channels-first arrays."""
+
+    def __init__(self, config: DACConfig, variables: dict, source: Optional[str] = None):
+        super().__init__(config, DAC(config), variables, source)
+        self.unpadded_module = DAC(config, padded=False)
+
+    # -- geometry ----------------------------------------------------------------------------
 
     @property
     def n_codebooks(self) -> int:
@@ -112,15 +140,7 @@ class Codec:
     # -- validation ----------------------------------------------------------------------------
 
     def _check_audio(self, audio: Any) -> jax.Array:
-        shape = np.shape(audio)
-        if len(shape) != 3 or shape[1] != 1 or shape[2] == 0:
-            raise AudioError(
-                f"audio must be [batch, 1, samples] at {self.sample_rate} Hz with samples > 0; got shape {shape}"
-            )
-        dtype = _dtype(audio)
-        if not np.issubdtype(dtype, np.floating):
-            raise AudioError(f"audio must be floating point (float32 in [-1, 1]); got {dtype}")
-        return jnp.asarray(audio, jnp.float32)
+        return _check_audio(audio, self.sample_rate)
 
     def _check_n_quantizers(self, n_quantizers: Optional[int]) -> Optional[int]:
         if n_quantizers is not None and not 1 <= int(n_quantizers) <= self.n_codebooks:
@@ -226,4 +246,75 @@ def load_model(
     )
 
 
-__all__ = ["Codec", "init_model", "load_model", "PRESETS"]
+# -- DAC-VAE ------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("module",))
+def _vae_encode(module: DACVAE, variables, audio, key):
+    trace_counts["vae_encode"] += 1
+    return module.apply(
+        variables, audio, key, key is None, method=lambda m, a, k, det: m.encode(m.preprocess(a), k, det)
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("module",))
+def _vae_decode(module: DACVAE, variables, z):
+    trace_counts["vae_decode"] += 1
+    return module.apply(variables, z, method=DACVAE.decode)
+
+
+@functools.partial(jax.jit, static_argnames=("module",))
+def _vae_forward(module: DACVAE, variables, audio, key):
+    trace_counts["vae_forward"] += 1
+    return module.apply(variables, audio, key, key is None)
+
+
+class VAECodec(_Model):
+    """A DAC-VAE generator with its variables: ``encode`` / ``decode`` on channels-first arrays.
+
+    Without a ``key`` the latent is the mean (``z = m``); with one, ``z`` is sampled as the
+    original always does (noise ``jax.random.normal(key, [B, D, frames])``).
+    """
+
+    _fold_kwargs = {"deterministic": True}
+
+    def __init__(self, config: VAEConfig, variables: dict, source: Optional[str] = None):
+        super().__init__(config, DACVAE(config), variables, source)
+
+    def encode(self, audio: Any, key: Optional[jax.Array] = None) -> VAELatents:
+        """``audio [B, 1, T]`` -> ``(z, m, logs)``, each ``[B, D, ceil(T / hop)]`` (zero-padded to whole frames)."""
+        return _vae_encode(self.module, self.inference_variables, _check_audio(audio, self.sample_rate), key)
+
+    def decode(self, z: Any) -> jax.Array:
+        """``z [B, D, frames]`` -> ``audio [B, 1, hop * frames]``."""
+        shape = np.shape(z)
+        if len(shape) != 3 or shape[1] != self.config.latent_dim or shape[2] == 0:
+            raise UsageError(f"z must be [batch, {self.config.latent_dim}, frames] with frames > 0; got shape {shape}")
+        return _vae_decode(self.module, self.inference_variables, jnp.asarray(z, jnp.float32))
+
+    def __call__(self, audio: Any, key: Optional[jax.Array] = None) -> VAEOutput:
+        """Encode and decode (the original's ``forward``): audio cropped to the input length, and the KL term."""
+        return _vae_forward(self.module, self.inference_variables, _check_audio(audio, self.sample_rate), key)
+
+
+def init_vae(config: VAEConfigLike = "vae24khz-x2", seed: int = 0) -> VAECodec:
+    """A DAC-VAE with random weights (PyTorch's default conv initialisation) for a preset name or config."""
+    config = get_vae_config(config)
+    return VAECodec(config, init_vae_variables(config, seed), source=f"random init (seed {seed})")
+
+
+def load_vae(path: Union[str, Path], config: Optional[VAEConfigLike] = None) -> VAECodec:
+    """Load a DAC-VAE from the original's ``checkpoint.pt`` (its ``generator``) or a bare state dict.
+
+    ``config``, a preset name (``"vae24khz-x2"``, ``"vae24khz-x3"``) or a :class:`VAEConfig`, is
+    needed for a bare state dict; otherwise it comes from the checkpoint's ``config["vae"]``.
+    Keys and shapes are checked strictly (needs torch).
+    """
+    from dac_jax.weights.vae import read_vae_checkpoint, vae_state_dict_to_variables
+
+    ckpt = read_vae_checkpoint(path, config)
+    variables = vae_state_dict_to_variables(ckpt.state_dict, ckpt.config, source=str(ckpt.path))
+    return VAECodec(ckpt.config, variables, source=str(ckpt.path))
+
+
+__all__ = ["Codec", "VAECodec", "init_model", "init_vae", "load_model", "load_vae", "PRESETS"]

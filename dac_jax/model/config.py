@@ -1,4 +1,4 @@
-"""Frozen model configurations and the presets of the released DAC models."""
+"""Frozen model configurations and the presets of the released DAC models and of DAC-VAE."""
 
 from __future__ import annotations
 
@@ -105,3 +105,97 @@ def get_config(config: ConfigLike) -> DACConfig:
         return PRESETS[config]
     except KeyError:
         raise UsageError(f"unknown model type {config!r}; presets: {', '.join(PRESETS)}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    """Constructor arguments of DAC-VAE's ``DACVAE`` (primepake/dac_vae) that this port builds.
+
+    A separate class from :class:`DACConfig` rather than a DAC config with a bottleneck switch:
+    the codebook fields, ``bitrate`` and ``to_kwargs`` (the original ``dac.DAC``'s constructor)
+    mean nothing for the VAE, and a ``Codec`` must never be handed a VAE. Defaults are the
+    original constructor's, which its checkpoints' ``config["vae"]`` leaves out when unset.
+    Mono in and out only (the released configs set ``d_in = d_out = 1``), Snake activations.
+    """
+
+    encoder_dim: int = 64
+    encoder_rates: tuple[int, ...] = (2, 4, 8, 8)
+    latent_dim: int | None = 64
+    decoder_dim: int = 1536
+    decoder_rates: tuple[int, ...] = (8, 8, 4, 2)
+    sample_rate: int = 44100
+
+    def __post_init__(self):
+        object.__setattr__(self, "encoder_rates", tuple(int(r) for r in self.encoder_rates))
+        object.__setattr__(self, "decoder_rates", tuple(int(r) for r in self.decoder_rates))
+        if self.latent_dim is None:
+            object.__setattr__(self, "latent_dim", self.encoder_dim * 2 ** len(self.encoder_rates))
+        if self.decoder_dim % 2 ** len(self.decoder_rates):
+            raise ValueError(
+                f"decoder_dim {self.decoder_dim} must be divisible by 2 ** {len(self.decoder_rates)}"
+            )
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.encoder_rates)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> tuple["VAEConfig", list[str]]:
+        """Config from the original's ``DACVAE(**kwargs)`` (its checkpoints' ``config["vae"]``);
+        also returns the keys it ignored (initialisation only: ``weight_init``, ``gain``, ...).
+
+        Raises ``ValueError`` for architectures this port does not build (stereo, BatchNorm,
+        other activations, residual scaling, no final tanh or bias).
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unsupported = [
+            f"{key}={kwargs.get(key, default)!r} (supported: {required!r})"
+            for key, (default, required) in _VAE_FIXED_KWARGS.items()
+            if kwargs.get(key, default) != required
+        ]
+        if unsupported:
+            raise ValueError(f"unsupported DAC-VAE architecture: {', '.join(unsupported)}")
+        known = {k: v for k, v in kwargs.items() if k in names}
+        return cls(**known), sorted(set(kwargs) - names - set(_VAE_FIXED_KWARGS))
+
+
+#: The original DACVAE's architectural kwargs this port fixes: ``{name: (its default, the value built)}``.
+_VAE_FIXED_KWARGS: dict[str, tuple[Any, Any]] = {
+    "d_in": (2, 1),
+    "d_out": (2, 1),
+    "activation": ("snake", "snake"),
+    "norm": (False, False),
+    "scale_residual": (False, False),
+    "use_tanh_as_final": (True, True),
+    "use_bias_at_final": (True, True),
+}
+
+VAE_PRESETS: dict[str, VAEConfig] = {
+    # DAC_SPEC section 5: configx2.yml ("80 dim, 2x frames") and config.yml ("64 dim, 3x frames")
+    "vae24khz-x2": VAEConfig(
+        encoder_rates=(2, 3, 4, 4, 5), latent_dim=80, decoder_rates=(5, 4, 4, 3, 2), sample_rate=24000
+    ),
+    "vae24khz-x3": VAEConfig(
+        encoder_rates=(2, 4, 5, 8), latent_dim=64, decoder_rates=(8, 5, 4, 2), sample_rate=24000
+    ),
+    # for tests: odd strides on both sides, few channels
+    "vae-tiny": VAEConfig(
+        encoder_dim=4, encoder_rates=(2, 3), latent_dim=8, decoder_dim=32, decoder_rates=(3, 2), sample_rate=24000
+    ),
+}
+
+VAEConfigLike = Union[str, VAEConfig]
+
+
+def get_vae_config(config: VAEConfigLike) -> VAEConfig:
+    """A DAC-VAE preset by name, or the config itself."""
+    if isinstance(config, VAEConfig):
+        return config
+    try:
+        return VAE_PRESETS[config]
+    except KeyError:
+        raise UsageError(f"unknown DAC-VAE model type {config!r}; presets: {', '.join(VAE_PRESETS)}") from None

@@ -1,4 +1,4 @@
-"""Encoder, Decoder and the DAC model.
+"""Encoder, Decoder, the DAC model, and the ``Autoencoder`` base it shares with DAC-VAE.
 
 Public arrays are channels-first as in the original (``audio [B, 1, T]``, ``z [B, D, frames]``,
 ``codes [B, N, frames]``); inside, every module is channels-last ``[B, T, C]``. The conversion
@@ -23,54 +23,69 @@ from dac_jax.nn import geometry as geo
 from dac_jax.nn.blocks import DecoderBlock, EncoderBlock
 from dac_jax.nn.geometry import ConvGeometry
 from dac_jax.nn.init import numpy_init
-from dac_jax.nn.layers import Layer, Sequential, Snake, Tanh, WNConv1d
+from dac_jax.nn.layers import Layer, Sequential, Snake, Tanh, conv_layer
 from dac_jax.nn.quantize import ResidualVectorQuantize
 
 
 class Encoder(Sequential):
-    """k7 conv, one EncoderBlock per stride (channels double), Snake, k3 conv to the latent."""
+    """k7 conv, one EncoderBlock per stride (channels double), Snake, k3 conv to the latent.
+
+    ``leaky``: every conv is followed by LeakyReLU(0.1) (DAC-VAE).
+    """
 
     d_model: int = 64
     strides: tuple[int, ...] = (2, 4, 8, 8)
     d_latent: int = 64
     padded: bool = True
+    leaky: bool = False
 
     @nn.nowrap
     def layers(self) -> list[Layer]:
-        layers: list[Layer] = [WNConv1d(1, self.d_model, ConvGeometry(7, padding=3), self.padded, name="block_0")]
+        first = conv_layer(1, self.d_model, ConvGeometry(7, padding=3), self.padded, self.leaky, "block_0")
+        layers: list[Layer] = [first]
         dim = self.d_model
         for i, stride in enumerate(self.strides):
             dim *= 2
-            layers.append(EncoderBlock(dim, stride, self.padded, name=f"block_{i + 1}"))
+            layers.append(EncoderBlock(dim, stride, self.padded, self.leaky, name=f"block_{i + 1}"))
         n = len(layers)
         return layers + [
             Snake(dim, name=f"block_{n}"),
-            WNConv1d(dim, self.d_latent, ConvGeometry(3, padding=1), self.padded, name=f"block_{n + 1}"),
+            conv_layer(dim, self.d_latent, ConvGeometry(3, padding=1), self.padded, self.leaky, f"block_{n + 1}"),
         ]
 
 
 class Decoder(Sequential):
-    """k7 conv, one DecoderBlock per rate (channels halve), Snake, k7 conv to ``d_out``, tanh."""
+    """k7 conv, one DecoderBlock per rate (channels halve), Snake, k7 conv to ``d_out``, tanh.
+
+    DAC-VAE's options: ``leaky`` follows every plain conv with LeakyReLU(0.1) (the last one too,
+    before the tanh); ``exact_upsampling`` gives odd strides an output_padding of 1, so that the
+    padded decoder gives exactly ``hop * frames`` samples (DAC's gives ``320 * frames - 8`` at
+    rates (8, 5, 4, 2)).
+    """
 
     input_channel: int
     channels: int
     rates: tuple[int, ...]
     d_out: int = 1
     padded: bool = True
+    leaky: bool = False
+    exact_upsampling: bool = False
 
     @nn.nowrap
     def layers(self) -> list[Layer]:
-        layers: list[Layer] = [
-            WNConv1d(self.input_channel, self.channels, ConvGeometry(7, padding=3), self.padded, name="model_0")
-        ]
+        k7 = ConvGeometry(7, padding=3)
+        layers: list[Layer] = [conv_layer(self.input_channel, self.channels, k7, self.padded, self.leaky, "model_0")]
         for i, stride in enumerate(self.rates):
             in_dim, out_dim = self.channels // 2**i, self.channels // 2 ** (i + 1)
-            layers.append(DecoderBlock(in_dim, out_dim, stride, self.padded, name=f"model_{i + 1}"))
+            output_padding = stride % 2 if self.exact_upsampling else 0
+            layers.append(
+                DecoderBlock(in_dim, out_dim, stride, self.padded, self.leaky, output_padding, name=f"model_{i + 1}")
+            )
         n = len(layers)
         out_dim = self.channels // 2 ** len(self.rates)
         return layers + [
             Snake(out_dim, name=f"model_{n}"),
-            WNConv1d(out_dim, self.d_out, ConvGeometry(7, padding=3), self.padded, name=f"model_{n + 1}"),
+            conv_layer(out_dim, self.d_out, k7, self.padded, self.leaky, f"model_{n + 1}"),
             Tanh(name=f"model_{n + 2}"),
         ]
 
@@ -94,40 +109,28 @@ class DACOutput:
     codebook_loss: jax.Array
 
 
-def _to_channels_last(x: jax.Array) -> jax.Array:
+def to_channels_last(x: jax.Array) -> jax.Array:
+    """``[B, C, T]`` -> ``[B, T, C]`` (the same swap converts back: ``to_channels_first``)."""
     return jnp.swapaxes(x, 1, 2)
 
 
-_to_channels_first = _to_channels_last
+to_channels_first = to_channels_last
 
 
-class DAC(Layer):
-    """The DAC codec. Methods take and return channels-first arrays."""
-
-    config: DACConfig
-    padded: bool = True
-
-    # -- structure ------------------------------------------------------------------------------
+class Autoencoder(Layer):
+    """What DAC and DAC-VAE share: ``parts()`` is ``(encoder, bottleneck, decoder)``, and every
+    length question is answered from their geometries. Subclasses define ``config`` (with a
+    ``hop_length``), ``padded`` and ``parts()``."""
 
     @nn.nowrap
-    def parts(self) -> tuple[Encoder, ResidualVectorQuantize, Decoder]:
-        c = self.config
-        return (
-            Encoder(c.encoder_dim, c.encoder_rates, c.latent_dim, self.padded),
-            ResidualVectorQuantize(
-                c.latent_dim, c.n_codebooks, c.codebook_size, c.codebook_dim, c.quantizer_dropout
-            ),
-            Decoder(c.latent_dim, c.decoder_dim, c.decoder_rates, padded=self.padded),
-        )
-
-    def setup(self):
-        self.encoder, self.quantizer, self.decoder = self.parts()
+    def parts(self) -> tuple[Encoder, Layer, Decoder]:
+        raise NotImplementedError
 
     # -- geometry (call on the unbound module) ------------------------------------------------------
 
     @nn.nowrap
     def geometries(self) -> tuple[ConvGeometry, ...]:
-        """Every convolution in module order: encoder, quantizer projections, decoder."""
+        """Every convolution in module order: encoder, bottleneck projections, decoder."""
         return tuple(g for part in self.parts() for g in part.geometries())
 
     @nn.nowrap
@@ -164,13 +167,34 @@ class DAC(Layer):
         """Latent frames that one output sample depends on."""
         return geo.receptive_field(self.parts()[2].geometries())
 
-    # -- forward --------------------------------------------------------------------------------
-
     def preprocess(self, audio: jax.Array) -> jax.Array:
         """Right-pad ``audio [B, 1, T]`` with zeros to a multiple of the hop length."""
         hop = self.config.hop_length
         right = -audio.shape[-1] % hop
         return jnp.pad(audio, ((0, 0), (0, 0), (0, right)))
+
+
+class DAC(Autoencoder):
+    """The DAC codec. Methods take and return channels-first arrays."""
+
+    config: DACConfig
+    padded: bool = True
+
+    @nn.nowrap
+    def parts(self) -> tuple[Encoder, ResidualVectorQuantize, Decoder]:
+        c = self.config
+        return (
+            Encoder(c.encoder_dim, c.encoder_rates, c.latent_dim, self.padded),
+            ResidualVectorQuantize(
+                c.latent_dim, c.n_codebooks, c.codebook_size, c.codebook_dim, c.quantizer_dropout
+            ),
+            Decoder(c.latent_dim, c.decoder_dim, c.decoder_rates, padded=self.padded),
+        )
+
+    def setup(self):
+        self.encoder, self.quantizer, self.decoder = self.parts()
+
+    # -- forward --------------------------------------------------------------------------------
 
     def encode(
         self, audio: jax.Array, n_quantizers: Optional[int] = None, train: bool = False,
@@ -181,29 +205,29 @@ class DAC(Layer):
         ``train`` applies quantizer dropout: ``codebook_counts [B]`` (codebooks kept per item) or,
         without it, a draw from the ``"dropout"`` RNG stream (see ``ResidualVectorQuantize``).
         """
-        z = self.encoder(_to_channels_last(audio))
+        z = self.encoder(to_channels_last(audio))
         q = self.quantizer(z, n_quantizers, train, codebook_counts)
         return EncodeOutput(
-            z=_to_channels_first(q.z),
+            z=to_channels_first(q.z),
             codes=q.codes,
-            latents=_to_channels_first(q.latents),
+            latents=to_channels_first(q.latents),
             commitment_loss=q.commitment_loss,
             codebook_loss=q.codebook_loss,
         )
 
     def decode(self, z: jax.Array) -> jax.Array:
         """``z [B, D, frames]`` -> ``audio [B, 1, samples]``."""
-        return _to_channels_first(self.decoder(_to_channels_last(z)))
+        return to_channels_first(self.decoder(to_channels_last(z)))
 
     def from_codes(self, codes: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``codes [B, N, frames]`` -> ``(z [B, D, frames], z_p [B, N * d, frames])``."""
         z, z_p = self.quantizer.from_codes(codes)
-        return _to_channels_first(z), _to_channels_first(z_p)
+        return to_channels_first(z), to_channels_first(z_p)
 
     def from_latents(self, latents: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Projected ``latents [B, M, frames]`` -> ``(z, z_p, codes)``."""
-        z, z_p, codes = self.quantizer.from_latents(_to_channels_last(latents))
-        return _to_channels_first(z), _to_channels_first(z_p), codes
+        z, z_p, codes = self.quantizer.from_latents(to_channels_last(latents))
+        return to_channels_first(z), to_channels_first(z_p), codes
 
     def decode_codes(self, codes: jax.Array) -> jax.Array:
         """``codes [B, N, frames]`` -> ``audio [B, 1, samples]``."""

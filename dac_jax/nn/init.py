@@ -11,6 +11,7 @@ initialisers (same distributions). A full-size model initialises in about a seco
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -20,6 +21,7 @@ import numpy as np
 
 def numpy_init(module: nn.Module, *args: Any, seed: int = 0, **kwargs: Any) -> dict:
     """``{"params": ...}`` for ``module`` applied to ``args``, drawn from ``numpy.random`` with ``seed``.
+    ``kwargs`` are static (Python values: flags such as ``deterministic=True``).
 
     Raises ``TypeError`` when a module holding parameters does not define ``numpy_params``.
     """
@@ -31,7 +33,7 @@ def numpy_init(module: nn.Module, *args: Any, seed: int = 0, **kwargs: Any) -> d
         return next_fun(*fn_args, **fn_kwargs)
 
     with nn.intercept_methods(record):
-        shapes = jax.eval_shape(module.init, jax.random.key(0), *args, **kwargs)
+        shapes = jax.eval_shape(functools.partial(module.init, **kwargs), jax.random.key(0), *args)
 
     params = shapes["params"]
     rng = np.random.default_rng(seed)

@@ -250,3 +250,40 @@ class Tanh(Layer):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         return jnp.tanh(x)
+
+
+class LeakyReLU(Layer):
+    negative_slope: float = 0.01
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.leaky_relu(x, self.negative_slope)
+
+
+class LeakyWNConv1d(Sequential):
+    """DAC-VAE's ``nn.Sequential(WNConv1d(...), nn.LeakyReLU(0.1))``: the conv is child ``0``.
+
+    The DAC-VAE generator wraps every plain weight-normed Conv1d this way (its module redefines
+    ``WNConv1d`` after the classes that call it), so its state-dict keys carry an extra ``.0.``
+    (``encoder.block.0.0.weight_v``); naming the conv ``"0"`` reproduces them.
+    """
+
+    in_features: int
+    features: int
+    geometry: ConvGeometry
+    padded: bool = True
+
+    @nn.nowrap
+    def layers(self) -> list[Layer]:
+        return [
+            WNConv1d(self.in_features, self.features, self.geometry, self.padded, name="0"),
+            LeakyReLU(0.1, name="1"),
+        ]
+
+
+def conv_layer(in_features: int, features: int, geometry: ConvGeometry, padded: bool, leaky: bool, name: str) -> Layer:
+    """A plain (not transposed) weight-normed conv: DAC's :class:`WNConv1d`, or DAC-VAE's
+    :class:`LeakyWNConv1d` when ``leaky``."""
+    if leaky:
+        return LeakyWNConv1d(in_features, features, geometry, padded, name=name)
+    return WNConv1d(in_features, features, geometry, padded, name=name)

@@ -13,6 +13,7 @@ The generic pieces (:func:`parameter_map`, :func:`check_keys`, :func:`to_variabl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -45,10 +46,10 @@ ParameterMap = dict[str, tuple[tuple[str, ...], tuple[int, ...]]]
 """``{torch_key: (flax_path, shape)}``: where each PyTorch key lives in the Flax tree, and its shape."""
 
 
-def parameter_map(module: Any, *example_args: Any) -> ParameterMap:
-    """``{torch_key: (flax_path, shape)}`` for every parameter ``module.init(key, *example_args)``
-    creates, traced abstractly (``jax.eval_shape``: nothing is computed or compiled)."""
-    shapes = jax.eval_shape(module.init, jax.random.key(0), *example_args)
+def parameter_map(module: Any, *example_args: Any, **static_kwargs: Any) -> ParameterMap:
+    """``{torch_key: (flax_path, shape)}`` for every parameter ``module.init(key, *example_args,
+    **static_kwargs)`` creates, traced abstractly (``jax.eval_shape``: nothing is computed or compiled)."""
+    shapes = jax.eval_shape(functools.partial(module.init, **static_kwargs), jax.random.key(0), *example_args)
     flat = traverse_util.flatten_dict(shapes["params"])
     return {torch_key(path): (path, tuple(s.shape)) for path, s in flat.items()}
 
@@ -191,9 +192,10 @@ def read_torch_checkpoint(path: str | Path, config: DACConfig | None = None) -> 
     return TorchCheckpoint(arrays, config, metadata if isinstance(metadata, dict) else {}, ignored)
 
 
-def load_torch_file(path: str | Path) -> Any:
+def load_torch_file(path: str | Path, hint: str = "") -> Any:
     """``torch.load`` of ``path`` on the CPU, unpickling only tensors and plain containers
-    (``weights_only=True``); :class:`WeightsError` naming the file when it is missing or unreadable."""
+    (``weights_only=True``); :class:`WeightsError` naming the file when it is missing or unreadable,
+    ended by ``hint`` (if any)."""
     torch = _torch()
     path = Path(path)
     if not path.is_file():
@@ -201,7 +203,8 @@ def load_torch_file(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({_load_failure(e)})") from None
+        message = f"{path}: not a readable PyTorch checkpoint ({_load_failure(e)})"
+        raise WeightsError(f"{message}\n{hint}" if hint else message) from None
 
 
 def tensors_to_numpy(state_dict: Any, path: str | Path) -> dict[str, np.ndarray]:

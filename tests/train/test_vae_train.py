@@ -1,7 +1,13 @@
 """DAC-VAE through the DAC trainer: the KL weight schedule, a tiny VAE learning, deterministic
-validation, the non-finite stop naming the KL term, checkpoints of its state."""
+validation, the non-finite stop naming the KL term, checkpoints of its state, the recipe config."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -13,6 +19,8 @@ from dac_jax.train import step as S
 from dac_jax.train.checkpoint import Checkpoints
 from dac_jax.train.losses import KLSchedule, kl_weight
 from tests.train import tiny
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_kl_weight_holds_then_follows_a_half_cosine():
@@ -108,3 +116,21 @@ def test_a_vae_state_saves_and_restores(vae, tmp_path):
     assert record == {"step": 1}
     jax.tree_util.tree_map(np.testing.assert_array_equal, jax.device_get(restored), jax.device_get(state))
 
+
+def test_the_vae_config_is_the_originals_recipe():
+    res = subprocess.run([sys.executable, "train.py", "--args.load", "configs/vae24khz-x2.yml", "--dry_run"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    c = json.loads(res.stdout)
+    step = c["step"]
+    assert step["model"] == {"encoder_dim": 64, "encoder_rates": [2, 3, 4, 4, 5], "latent_dim": 80,
+                             "decoder_dim": 1536, "decoder_rates": [5, 4, 4, 3, 2], "sample_rate": 24000}
+    for name, clip in (("generator_optim", 1000.0), ("discriminator_optim", 10.0)):
+        assert step[name] == {"lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 1e-3,
+                              "gamma": 1.0, "grad_clip": clip, "warmup_steps": 500}
+    assert step["weights"]["mel"] == 15.0 and step["weights"]["feature"] == 2.0
+    assert step["weights"]["adversarial"] == 1.0
+    assert step["kl"] == {"start": 0.1, "final": 0.1, "hold_steps": 200_000, "end_step": 500_000}
+    assert step["discriminator"]["sample_rate"] == 24000 and step["discriminator"]["periods"] == [2, 3, 5, 7, 11]
+    assert c["batch_size"] == 128 and c["duration"] == 0.38 and c["num_steps"] == 500_000

@@ -134,3 +134,21 @@ def test_the_vae_config_is_the_originals_recipe():
     assert step["kl"] == {"start": 0.1, "final": 0.1, "hold_steps": 200_000, "end_step": 500_000}
     assert step["discriminator"]["sample_rate"] == 24000 and step["discriminator"]["periods"] == [2, 3, 5, 7, 11]
     assert c["batch_size"] == 128 and c["duration"] == 0.38 and c["num_steps"] == 500_000
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"lambdas": {"mel/loss": 15.0, "kl/loss": 0.1, "vq/commitment_loss": 0.25}}, "no quantiser"),
+    ({"hold_base_steps": 600_000}, "hold_base_steps 600000 must be below num_iters 500000"),
+    ({"model": "rvq"}, "model must be dac or vae"),
+])
+def test_bad_vae_configs_are_one_line_errors(overrides, message, tmp_path):
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs/vae24khz-x2.yml").read_text())
+    config.update(overrides)
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump(config))
+    res = subprocess.run([sys.executable, "train.py", "--args.load", str(path), "--dry_run"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert res.returncode == 1 and message in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""Train DAC: ``python train.py --args.load configs/44khz.yml --save_path runs/44khz``.
+"""Train DAC or DAC-VAE: ``python train.py --args.load configs/44khz.yml --save_path runs/44khz``.
 
 argbind binds here and nowhere else. The bound names and their keys are the original DAC's
 (``scripts/train.py`` + ``conf/final/44khz.yml``): ``DAC.*``, ``Discriminator.*``, ``AdamW.*`` and
@@ -8,6 +8,11 @@ argbind binds here and nowhere else. The bound names and their keys are the orig
 ``lambdas``, ``batch_size``, ``num_iters``, ``valid_freq``, ... so the original's config files
 load with few changes. Additions: ``devices``, ``log_freq``, ``keep_checkpoints``,
 ``generator_weights`` / ``discriminator_weights`` (fine-tuning), ``distributed``, ``dry_run``.
+
+DAC-VAE (primepake/dac_vae, ``configs/vae24khz-x2.yml``): ``model: vae`` trains the generator bound
+as ``VAE.*`` (the fields of :class:`dac_jax.model.config.VAEConfig`) instead of ``DAC.*``, with
+``lambdas["kl/loss"]`` the KL weight held until ``hold_base_steps`` (the original's key) and then
+cosine-annealed to ``kl_final`` at ``num_iters`` (the original hard-codes 0.1).
 Every value resolves into :class:`dac_jax.train.config.TrainConfig`, and the library does the rest
 (:func:`dac_jax.train.loop.train_and_evaluate`).
 """
@@ -24,11 +29,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argbind  # noqa: E402
 
 from dac_jax.errors import DacJaxError, UsageError  # noqa: E402
-from dac_jax.model.config import DACConfig  # noqa: E402
+from dac_jax.model.config import DACConfig, VAEConfig  # noqa: E402
 from dac_jax.model.discriminator import BANDS, DiscriminatorConfig  # noqa: E402
 from dac_jax.train.augment import AugmentConfig  # noqa: E402
 from dac_jax.train.config import LossWeights, StepConfig, TrainConfig  # noqa: E402
-from dac_jax.train.losses import MelLossConfig, STFTLossConfig  # noqa: E402
+from dac_jax.train.losses import KLSchedule, MelLossConfig, STFTLossConfig  # noqa: E402
 from dac_jax.train.optim import OptimizerConfig  # noqa: E402
 
 
@@ -40,6 +45,15 @@ def DAC(
 ) -> DACConfig:
     return DACConfig(encoder_dim, encoder_rates, latent_dim, decoder_dim, decoder_rates, n_codebooks,
                      codebook_size, codebook_dim, float(quantizer_dropout), sample_rate)
+
+
+@argbind.bind()
+def VAE(
+    sample_rate: int = 44100, encoder_dim: int = 64, encoder_rates: list = [2, 4, 8, 8], latent_dim: int = 64,
+    decoder_dim: int = 1536, decoder_rates: list = [8, 8, 4, 2],
+) -> VAEConfig:
+    """The original DACVAE's architectural arguments (and defaults) that this port builds."""
+    return VAEConfig(encoder_dim, encoder_rates, latent_dim, decoder_dim, decoder_rates, sample_rate)
 
 
 @argbind.bind()
@@ -176,13 +190,20 @@ def train(
     distributed: bool = False,
     dry_run: bool = False,
     time_limit: float = 0.0,
+    model: str = "dac",
+    hold_base_steps: int = 200000,
+    kl_final: float = 0.1,
 ):
     """Run (or resume) training into ``save_path``.
 
     Args:
+        model: ``dac`` (the ``DAC.*`` keys) or ``vae`` (DAC-VAE, the ``VAE.*`` keys).
+        hold_base_steps: DAC-VAE: steps the KL weight stays at ``lambdas["kl/loss"]``.
+        kl_final: DAC-VAE: the KL weight at ``num_iters``, reached by a half cosine.
         devices: use the first N local devices (default: all).
-        generator_weights: fine-tune from these generator weights (a released-format .pth or a
-            dac-jax folder); their architecture must be the configured DAC's.
+        generator_weights: fine-tune from these generator weights (DAC: a released-format .pth or a
+            dac-jax folder; DAC-VAE: the original's checkpoint.pt or a bare state dict); their
+            architecture must be the configured model's.
         discriminator_weights: fine-tune from the original's discriminator weights (.pth).
         distributed: call jax.distributed.initialize() first (multi-host).
         time_limit: stop after this many minutes of training (0: no limit), validating and
@@ -196,7 +217,8 @@ def train(
     config = resolve(args, save_path=save_path, seed=seed, num_iters=num_iters, save_iters=save_iters,
                      sample_freq=sample_freq, valid_freq=valid_freq, log_freq=log_freq, batch_size=batch_size,
                      val_batch_size=val_batch_size, n_samples=len(val_idx), keep_checkpoints=keep_checkpoints,
-                     devices=devices, lambdas=lambdas, time_limit=time_limit)
+                     devices=devices, lambdas=lambdas, time_limit=time_limit, model=model,
+                     hold_base_steps=hold_base_steps, kl_final=kl_final)
     if dry_run:
         from dac_jax.train.checkpoint import _to_json
 
@@ -210,8 +232,22 @@ def train(
 
 
 def resolve(args, *, save_path, seed, num_iters, save_iters, sample_freq, valid_freq, log_freq, batch_size,
-            val_batch_size, n_samples, keep_checkpoints, devices, lambdas, time_limit=0.0) -> TrainConfig:
-    model = DAC()
+            val_batch_size, n_samples, keep_checkpoints, devices, lambdas, time_limit=0.0, model="dac",
+            hold_base_steps=200000, kl_final=0.1) -> TrainConfig:
+    lambdas = dict(lambdas)
+    if model == "vae":
+        if hold_base_steps >= num_iters:
+            raise UsageError(f"hold_base_steps {hold_base_steps} must be below num_iters {num_iters}")
+        kl = KLSchedule(start=float(lambdas.pop("kl/loss", 0.0)), final=kl_final, hold_steps=hold_base_steps,
+                        end_step=num_iters)
+        if any(lambdas.get(k) for k in ("vq/commitment_loss", "vq/codebook_loss")):
+            raise UsageError("model: vae has no quantiser: remove the vq/* lambdas")
+        model = VAE()
+    elif model == "dac":
+        kl = KLSchedule()
+        model = DAC()
+    else:
+        raise UsageError(f"model must be dac or vae, got {model!r}")
     generator_optim, discriminator_optim = [], []
     clip_g, clip_d = grad_clip()
     for scope, out, clip in (("generator", generator_optim, clip_g), ("discriminator", discriminator_optim, clip_d)):
@@ -229,10 +265,11 @@ def resolve(args, *, save_path, seed, num_iters, save_iters, sample_freq, valid_
     step = StepConfig(
         model=model, discriminator=Discriminator(), generator_optim=generator_optim[0],
         discriminator_optim=discriminator_optim[0], weights=LossWeights.from_lambdas(lambdas),
-        mel=MelSpectrogramLoss(), stft=MultiScaleSTFTLoss(), augment=augment,
+        mel=MelSpectrogramLoss(), stft=MultiScaleSTFTLoss(), augment=augment, kl=kl,
     )
     if step.discriminator.sample_rate != model.sample_rate:
-        raise UsageError(f"Discriminator.sample_rate {step.discriminator.sample_rate} differs from DAC.sample_rate "
+        name = "VAE" if step.is_vae else "DAC"
+        raise UsageError(f"Discriminator.sample_rate {step.discriminator.sample_rate} differs from {name}.sample_rate "
                          f"{model.sample_rate}")
     return TrainConfig(
         step=step, train_groups=train_groups, val_groups=val_groups, batch_size=batch_size,
@@ -250,10 +287,14 @@ def _fine_tune_weights(config: TrainConfig, generator_weights, discriminator_wei
     if generator_weights:
         import dac_jax
 
-        codec = dac_jax.load_model(generator_weights)
+        name = "VAE" if config.step.is_vae else "DAC"
+        if config.step.is_vae:
+            codec = dac_jax.load_vae(generator_weights, config.step.model)
+        else:
+            codec = dac_jax.load_model(generator_weights)
         if codec.config != config.step.model:
-            raise UsageError(f"{generator_weights}: its model ({codec.config}) is not the configured DAC "
-                             f"({config.step.model}); set the DAC.* keys to match")
+            raise UsageError(f"{generator_weights}: its model ({codec.config}) is not the configured {name} "
+                             f"({config.step.model}); set the {name}.* keys to match")
         generator = codec.variables["params"]
     if discriminator_weights:
         from dac_jax.weights.discriminator import load_discriminator

@@ -73,7 +73,9 @@ class DACVAE(Autoencoder):
         """``audio [B, 1, T]`` (T a multiple of the hop in padded mode) -> ``(z, m, logs)``.
 
         ``key`` draws the noise of ``z = m + noise * exp(logs)``; it is required unless
-        ``deterministic``, which returns ``z = m``.
+        ``deterministic``, which returns ``z = m``. A typed key array of shape ``[B]`` (one key per
+        item) draws each item's noise ``[D, frames]`` from its own key, so an item's latent does not
+        depend on the batch it is in (the trainer's per-item keys).
         """
         if not deterministic and key is None:
             raise ValueError("sampling z needs a key (jax.random.key); pass deterministic=True for z = m")
@@ -81,7 +83,11 @@ class DACVAE(Autoencoder):
         noise = None
         if not deterministic:
             batch, frames, dim = x.shape
-            noise = to_channels_last(jax.random.normal(key, (batch, dim, frames), x.dtype))
+            if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == (batch,):  # per item
+                noise = jax.vmap(lambda k: jax.random.normal(k, (dim, frames), x.dtype))(key)
+            else:
+                noise = jax.random.normal(key, (batch, dim, frames), x.dtype)
+            noise = to_channels_last(noise)
         z, m, logs = self.bottleneck.encode(x, noise)
         return VAELatents(to_channels_first(z), to_channels_first(m), to_channels_first(logs))
 

@@ -8,12 +8,12 @@ data comes from). Defaults are DAC's final 44.1 kHz recipe (``conf/final/44khz.y
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Union
 
-from dac_jax.model.config import PRESETS, DACConfig
+from dac_jax.model.config import PRESETS, DACConfig, VAEConfig
 from dac_jax.model.discriminator import DiscriminatorConfig
 from dac_jax.train.augment import DAC_AUGMENT, AugmentConfig
-from dac_jax.train.losses import DAC_MEL_LOSS, DAC_STFT_LOSS, MelLossConfig, STFTLossConfig
+from dac_jax.train.losses import DAC_MEL_LOSS, DAC_STFT_LOSS, KLSchedule, MelLossConfig, STFTLossConfig
 from dac_jax.train.optim import DISCRIMINATOR, GENERATOR, OptimizerConfig
 
 
@@ -47,9 +47,14 @@ class LossWeights:
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-    """Everything the compiled training step depends on."""
+    """Everything the compiled training step depends on.
 
-    model: DACConfig = PRESETS["44khz"]
+    ``model`` chooses the bottleneck: a :class:`DACConfig` trains DAC (residual VQ, weighed by
+    ``weights.commitment`` / ``weights.codebook``), a :class:`VAEConfig` trains DAC-VAE (Gaussian,
+    its KL weighed by ``kl``); the rest of the step is shared.
+    """
+
+    model: Union[DACConfig, VAEConfig] = PRESETS["44khz"]
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
     generator_optim: OptimizerConfig = GENERATOR
     discriminator_optim: OptimizerConfig = DISCRIMINATOR
@@ -57,6 +62,11 @@ class StepConfig:
     mel: MelLossConfig = DAC_MEL_LOSS
     stft: STFTLossConfig = DAC_STFT_LOSS
     augment: AugmentConfig = DAC_AUGMENT
+    kl: KLSchedule = KLSchedule()  # DAC-VAE only
+
+    @property
+    def is_vae(self) -> bool:
+        return isinstance(self.model, VAEConfig)
 
     @property
     def sample_rate(self) -> int:

@@ -24,7 +24,6 @@ import numpy as np
 from clu import metric_writers, metrics as clu_metrics, periodic_actions
 
 from dac_jax.errors import DacJaxError, UsageError
-from dac_jax.model.dac import DAC
 from dac_jax.train import step as S
 from dac_jax.train.checkpoint import BEST_METRIC, Checkpoints
 from dac_jax.train.config import TrainConfig
@@ -144,7 +143,7 @@ def write_samples(writer, state: TrainState, batches: list[np.ndarray], config: 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _reconstruct(model_config, params, audio):
-    return DAC(model_config).apply({"params": params}, audio).audio
+    return S.reconstruct(model_config, params, audio)
 
 
 def _record(config: TrainConfig, step: int, metrics: Optional[dict] = None) -> dict:
@@ -247,7 +246,10 @@ def _raise_if_diverged(state: TrainState, acc: Optional[clu_metrics.Collection])
         return
     values = _computed(acc) if acc is not None else {}
     names = sorted(k for k, v in values.items() if not np.isfinite(v))
+    hint = ""
+    if "kl/loss" in names:  # DAC_SPEC section 5: a known failure of VAE training
+        hint = "; the KL term (kl/loss) is not finite: a known early failure of VAE training, try a smaller learning rate"
     raise TrainingDiverged(
         f"training stopped: non-finite values at step {bad} ({', '.join(names) or 'losses'}); the state "
-        f"was not updated from that step on and the last good checkpoint is kept"
+        f"was not updated from that step on and the last good checkpoint is kept{hint}"
     )

@@ -73,6 +73,8 @@ __all__ = [
     "sisdr_loss",
     "discriminator_loss",
     "generator_loss",
+    "KLSchedule",
+    "kl_weight",
 ]
 
 
@@ -349,3 +351,36 @@ DAC_LOSS_WEIGHTS = {
 """``lambdas`` of DAC's ``conf/final/44khz.yml`` (keys as the original logs them). The original's
 total is ``sum(lambdas[k] * output[k] for k in lambdas)``: "stft/loss" and "waveform/loss" are
 computed and logged but, absent from the dict, weigh nothing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KLSchedule:
+    """DAC-VAE's KL weight over training (:func:`kl_weight`): ``start`` up to
+    ``hold_steps``, then a half cosine to ``final`` at ``end_step``, ``final`` after.
+
+    The original (primepake/dac_vae ``train.py``) starts from its ``lambdas["kl/loss"]`` and ends
+    at a hard-coded 0.1, holding for ``hold_base_steps`` (200k) and ending at ``num_iters``
+    (500k). Its ``configx2.yml`` sets ``kl/loss: 0.1``, so the recipe's weight is 0.1 throughout;
+    ``start`` (``kl/loss``) and ``final`` are both configurable here to make the schedule usable.
+    """
+
+    start: float = 0.1  # lambdas["kl/loss"]
+    final: float = 0.1
+    hold_steps: int = 200_000
+    end_step: int = 500_000
+
+    def __post_init__(self):
+        if self.end_step <= self.hold_steps:
+            raise ValueError(f"the KL schedule must end (step {self.end_step}) after its hold ({self.hold_steps})")
+
+
+def kl_weight(step: jax.Array, schedule: KLSchedule) -> jax.Array:
+    """DAC-VAE's KL weight at optimiser step ``step`` (from 0; jittable):
+    ``start + (1 - (1 + cos(pi * (step - hold) / (end - hold))) / 2) * (final - start)`` between
+    ``hold_steps`` and ``end_step``, ``start`` before, ``final`` after (the original's
+    ``cosine_decay_with_warmup`` without its warm-up, which the KL weight does not use)."""
+    s = schedule
+    step = jnp.asarray(step, jnp.float32)
+    phase = jnp.clip((step - s.hold_steps) / (s.end_step - s.hold_steps), 0.0, 1.0)
+    weight = s.start + 0.5 * (1.0 - jnp.cos(jnp.pi * phase)) * (s.final - s.start)
+    return jnp.where(phase < 1.0, weight, s.final)  # exactly final at the end, not cos(pi)'s rounding

@@ -16,6 +16,7 @@ import numpy as np
 
 from dac_jax.model.dac import init_variables
 from dac_jax.model.discriminator import init_discriminator
+from dac_jax.model.vae import init_vae_variables
 from dac_jax.train.config import StepConfig
 from dac_jax.train.optim import make_optimizer
 
@@ -23,7 +24,7 @@ from dac_jax.train.optim import make_optimizer
 @flax.struct.dataclass
 class TrainState:
     step: jax.Array  # int32 []: optimiser steps taken
-    generator: Any  # DAC params
+    generator: Any  # DAC or DAC-VAE params
     discriminator: Any  # Discriminator params
     opt_g: Any
     opt_d: Any
@@ -43,7 +44,8 @@ def create_train_state(
 ) -> TrainState:
     """A fresh state: random networks (or the given params, e.g. imported PyTorch weights, for
     fine-tuning), fresh optimisers, step 0. Host numpy/JAX arrays, not yet placed on devices."""
-    g = init_variables(config.model, seed)["params"] if generator is None else generator
+    init = init_vae_variables if config.is_vae else init_variables
+    g = init(config.model, seed)["params"] if generator is None else generator
     d = init_discriminator(config.discriminator, seed + 1)["params"] if discriminator is None else discriminator
     g = jax.tree_util.tree_map(jnp.asarray, g)
     d = jax.tree_util.tree_map(jnp.asarray, d)

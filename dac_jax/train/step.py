@@ -1,4 +1,4 @@
-"""One training step of DAC, written per device in the ``pmap`` style and mapped over a device mesh.
+"""One training step of DAC or DAC-VAE, written per device in the ``pmap`` style and mapped over a device mesh.
 
 :func:`train_step` is what one device does with its share of the global batch: augment it, run the
 generator once, update the discriminator on the detached reconstruction, then update the generator
@@ -7,14 +7,19 @@ averaged over the ``"data"`` axis by ``lax.pmean``. :func:`make_train_step` maps
 ``jax.shard_map`` over a one-axis mesh and compiles it (JAX documents ``shard_map`` as the
 successor of ``pmap``; the body is the same).
 
-Randomness never depends on the device layout: each item's phase shift and quantizer-dropout draw
-come from ``fold_in(fold_in(fold_in(key, step), purpose), global_item_index)``, and device ``d`` of
+The model config chooses the bottleneck (:func:`generator_forward`): DAC's generator adds its VQ
+losses to the objective, DAC-VAE's its KL term at the scheduled weight
+(:func:`dac_jax.train.losses.kl_weight`); the discriminator, reconstruction losses and updates
+are shared.
+
+Randomness never depends on the device layout: each item's phase shift, quantizer-dropout draw and
+(DAC-VAE) latent noise come from ``fold_in(fold_in(fold_in(key, step), purpose), global_item_index)``, and device ``d`` of
 a batch split in shares of ``b`` holds the items ``d * b ... d * b + b - 1``. So N devices compute
 what one device computes on the whole batch, to float rounding (a test checks it).
 
 The generator runs once per step: its forward pass is linearised with ``jax.vjp``; the
 discriminator step uses the reconstruction, and the generator's loss gradient with respect to the
-reconstruction (and to the VQ losses) is pulled back through the saved linearisation.
+reconstruction (and to the bottleneck's losses) is pulled back through the saved linearisation.
 
 A step whose losses or gradient norms are not finite changes nothing and records itself in
 ``state.bad_step``; every later step is a no-op too, and the loop stops at its next check (the
@@ -32,8 +37,11 @@ import optax
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from dac_jax.model.config import VAEConfig
 from dac_jax.model.dac import DAC
 from dac_jax.model.discriminator import Discriminator
+from dac_jax.model.vae import DACVAE
+from dac_jax.nn.bottleneck import kl_divergence
 from dac_jax.nn.quantize import item_dropout_counts
 from dac_jax.train import augment as aug
 from dac_jax.train import losses
@@ -46,6 +54,7 @@ AXIS = "data"
 # purposes of the per-item random streams (ids from one registry: dac_jax.train.augment.purpose_id)
 _AUGMENT = aug.AUGMENT_PURPOSE
 _DROPOUT = aug.purpose_id("quantizer_dropout")
+_VAE_NOISE = aug.purpose_id("vae_noise")
 
 
 def item_keys(key: jax.Array, step: jax.Array, purpose: int, indices: jax.Array) -> jax.Array:
@@ -95,24 +104,49 @@ def _reconstruction_losses(config: StepConfig, recons: jax.Array, signal: jax.Ar
     }
 
 
-def train_step(state: TrainState, audio: jax.Array, config: StepConfig) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One step on this device's share ``audio [b, 1, T]`` of the global batch (inside shard_map)."""
-    w = config.weights
-    local = audio.shape[0]
+def generator_forward(config: StepConfig, signal: jax.Array, key: jax.Array, step: jax.Array):
+    """The generator's training forward pass on this device's ``signal``, as a function of its
+    params: ``params -> (reconstruction, {bottleneck loss: value})``, and the weights of those
+    losses at ``step``. DAC draws per-item quantizer dropout; DAC-VAE samples its latent with
+    per-item noise keys."""
+    local = signal.shape[0]
     indices = global_indices(local)
-    global_batch = local * lax.axis_size(AXIS)
-    key = state.key
-    signal = prepare(audio, item_keys(key, state.step, _AUGMENT, indices), config)
+    if config.is_vae:
+        module = DACVAE(config.model)
+        noise_keys = item_keys(key, step, _VAE_NOISE, indices)
+
+        def forward(params):
+            out = module.apply({"params": params}, signal, key=noise_keys)
+            return out.audio, {"kl/loss": out.kl}
+
+        return forward, {"kl/loss": losses.kl_weight(step, config.kl)}
+
     counts = item_dropout_counts(
-        item_keys(key, state.step, _DROPOUT, indices), indices, global_batch,
+        item_keys(key, step, _DROPOUT, indices), indices, local * lax.axis_size(AXIS),
         config.model.n_codebooks, config.model.quantizer_dropout,
     )
 
-    def generate(g_params):
-        out = DAC(config.model).apply({"params": g_params}, signal, train=True, codebook_counts=counts)
-        return out.audio, out.commitment_loss, out.codebook_loss
+    def forward(params):
+        out = DAC(config.model).apply({"params": params}, signal, train=True, codebook_counts=counts)
+        return out.audio, {"vq/commitment_loss": out.commitment_loss, "vq/codebook_loss": out.codebook_loss}
 
-    (recons, commitment, codebook), pullback = jax.vjp(generate, state.generator)
+    return forward, {"vq/commitment_loss": config.weights.commitment, "vq/codebook_loss": config.weights.codebook}
+
+
+def reconstruct(model, params: Any, audio: jax.Array) -> jax.Array:
+    """The generator's deterministic reconstruction of ``audio [B, 1, T]`` (DAC-VAE: from the mean)."""
+    if isinstance(model, VAEConfig):
+        return DACVAE(model).apply({"params": params}, audio, deterministic=True).audio
+    return DAC(model).apply({"params": params}, audio).audio
+
+
+def train_step(state: TrainState, audio: jax.Array, config: StepConfig) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One step on this device's share ``audio [b, 1, T]`` of the global batch (inside shard_map)."""
+    w = config.weights
+    key = state.key
+    signal = prepare(audio, item_keys(key, state.step, _AUGMENT, global_indices(audio.shape[0])), config)
+    generate, bottleneck_weights = generator_forward(config, signal, key, state.step)
+    (recons, bottleneck), pullback = jax.vjp(generate, state.generator)
     signal = matched(signal, recons)
 
     # discriminator: on the detached reconstruction
@@ -127,24 +161,20 @@ def train_step(state: TrainState, audio: jax.Array, config: StepConfig) -> tuple
     discriminator = optax.apply_updates(state.discriminator, d_updates)
 
     # generator: against the updated discriminator
-    def g_loss_fn(recons, commitment, codebook):
+    def g_loss_fn(recons, bottleneck):
         fake, real = _discriminate(config, discriminator, recons, signal)
         adversarial, feature = losses.generator_loss(fake, real)
         terms = _reconstruction_losses(config, recons, signal)
-        terms.update({
-            "adv/gen_loss": adversarial, "adv/feat_loss": feature,
-            "vq/commitment_loss": commitment, "vq/codebook_loss": codebook,
-        })
+        terms.update({"adv/gen_loss": adversarial, "adv/feat_loss": feature, **bottleneck})
         total = (
             w.mel * terms["mel/loss"] + w.stft * terms["stft/loss"] + w.waveform * terms["waveform/loss"]
             + w.adversarial * adversarial + w.feature * feature
-            + w.commitment * commitment + w.codebook * codebook
         )
+        for name, weight in bottleneck_weights.items():
+            total = total + weight * bottleneck[name]
         return total, terms
 
-    (total, terms), cotangents = jax.value_and_grad(g_loss_fn, argnums=(0, 1, 2), has_aux=True)(
-        recons, commitment, codebook
-    )
+    (total, terms), cotangents = jax.value_and_grad(g_loss_fn, argnums=(0, 1), has_aux=True)(recons, bottleneck)
     (g_grads,) = pullback(cotangents)
     g_grads = lax.pmean(g_grads, AXIS)
     g_tx = make_optimizer(config.generator_optim)
@@ -156,6 +186,8 @@ def train_step(state: TrainState, audio: jax.Array, config: StepConfig) -> tuple
     metrics["other/grad_norm"] = optax.tree.norm(g_grads)
     metrics["other/grad_norm_d"] = optax.tree.norm(d_grads)
     metrics["other/learning_rate"] = learning_rate(config.generator_optim)(state.step)
+    if config.is_vae:
+        metrics["kl/beta"] = bottleneck_weights["kl/loss"]  # the original's name for the KL weight
 
     finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in jax.tree_util.tree_leaves(metrics)]))
     ok = finite & (state.bad_step < 0)
@@ -172,13 +204,18 @@ def train_step(state: TrainState, audio: jax.Array, config: StepConfig) -> tuple
 def eval_step(generator: Any, audio: jax.Array, config: StepConfig, seed: int = 0) -> dict[str, jax.Array]:
     """Validation metrics of this device's share ``audio [b, 1, T]``, as batch SUMS (pmean'd
     means times the local batch, so the host divides by the item count): mel distance, STFT
-    distance, waveform L1 and SI-SDR (dB, higher is better), all codebooks, no dropout. The items
-    get the training transforms with fixed per-item keys, as the original's validation does."""
+    distance, waveform L1 and SI-SDR (dB, higher is better); DAC with all codebooks, no dropout;
+    DAC-VAE from the latent's mean (deterministic), plus its KL term. The items get the training
+    transforms with fixed per-item keys, as the original's validation does."""
     local = audio.shape[0]
     indices = global_indices(local)
     keys = item_keys(jax.random.key(seed), jnp.zeros((), jnp.int32), _AUGMENT, indices)
     signal = prepare(audio, keys, config)
-    recons = DAC(config.model).apply({"params": generator}, signal).audio
+    if config.is_vae:
+        out = DACVAE(config.model).apply({"params": generator}, signal, deterministic=True)
+        recons, extra = out.audio, {"kl/loss": jax.vmap(lambda m, logs: kl_divergence(m, logs, 0))(out.m, out.logs)}
+    else:
+        recons, extra = reconstruct(config.model, generator, signal), {}
     signal = matched(signal, recons)
 
     def per_item(r, s):
@@ -187,7 +224,7 @@ def eval_step(generator: Any, audio: jax.Array, config: StepConfig, seed: int = 
         out["sisdr"] = -losses.sisdr_loss(s, r)
         return out
 
-    items = jax.vmap(per_item)(recons, signal)
+    items = {**jax.vmap(per_item)(recons, signal), **extra}
     return lax.psum(jax.tree_util.tree_map(jnp.sum, items), AXIS)
 
 

@@ -8,7 +8,9 @@ import numpy as np
 import soundfile as sf
 
 from dac_jax.audio import synth
-from dac_jax.model.config import PRESETS
+import dataclasses
+
+from dac_jax.model.config import PRESETS, VAE_PRESETS
 from dac_jax.model.discriminator import DiscriminatorConfig
 from dac_jax.train.config import StepConfig
 from dac_jax.train.losses import MelLossConfig, STFTLossConfig
@@ -26,10 +28,14 @@ STEP = StepConfig(
 )
 
 
+#: :data:`STEP` with the tiny DAC-VAE (at this module's 16 kHz) in place of the tiny DAC
+VAE_STEP = dataclasses.replace(STEP, model=dataclasses.replace(VAE_PRESETS["vae-tiny"], sample_rate=RATE))
+
+
 def fast(config: StepConfig = STEP, lr: float = 1e-3) -> StepConfig:
     """The same with a learning rate that moves a tiny model visibly in a few steps."""
     return StepConfig(
-        model=config.model, discriminator=config.discriminator, mel=config.mel, stft=config.stft,
+        model=config.model, discriminator=config.discriminator, mel=config.mel, stft=config.stft, kl=config.kl,
         generator_optim=OptimizerConfig(lr=lr, grad_clip=1e3), discriminator_optim=OptimizerConfig(lr=lr, grad_clip=10.0),
     )
 

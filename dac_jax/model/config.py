@@ -9,8 +9,32 @@ from typing import Any, Mapping, Union
 from dac_jax.errors import UsageError
 
 
+class _Backbone:
+    """What DAC's and DAC-VAE's configs share: the encoder/decoder fields' normalisation and checks,
+    and the hop and frame rate they imply. Methods only, so each dataclass keeps its field order."""
+
+    def _normalise_backbone(self) -> None:
+        # accept lists from JSON / torch kwargs, keep the dataclass hashable
+        object.__setattr__(self, "encoder_rates", tuple(int(r) for r in self.encoder_rates))
+        object.__setattr__(self, "decoder_rates", tuple(int(r) for r in self.decoder_rates))
+        if self.latent_dim is None:
+            object.__setattr__(self, "latent_dim", self.encoder_dim * 2 ** len(self.encoder_rates))
+        if self.decoder_dim % 2 ** len(self.decoder_rates):
+            raise ValueError(
+                f"decoder_dim {self.decoder_dim} must be divisible by 2 ** {len(self.decoder_rates)}"
+            )
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.encoder_rates)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop_length
+
+
 @dataclasses.dataclass(frozen=True)
-class DACConfig:
+class DACConfig(_Backbone):
     """Constructor arguments of the original ``dac.DAC``, frozen and hashable.
 
     ``latent_dim=None`` means ``encoder_dim * 2 ** len(encoder_rates)``, as in the original.
@@ -30,26 +54,10 @@ class DACConfig:
     sample_rate: int = 44100
 
     def __post_init__(self):
-        # accept lists from JSON / torch kwargs, keep the dataclass hashable
-        object.__setattr__(self, "encoder_rates", tuple(int(r) for r in self.encoder_rates))
-        object.__setattr__(self, "decoder_rates", tuple(int(r) for r in self.decoder_rates))
+        self._normalise_backbone()
         object.__setattr__(self, "quantizer_dropout", float(self.quantizer_dropout))
-        if self.latent_dim is None:
-            object.__setattr__(self, "latent_dim", self.encoder_dim * 2 ** len(self.encoder_rates))
         if not isinstance(self.codebook_dim, int):
             raise ValueError(f"only an int codebook_dim is supported, got {self.codebook_dim!r}")
-        if self.decoder_dim % 2 ** len(self.decoder_rates):
-            raise ValueError(
-                f"decoder_dim {self.decoder_dim} must be divisible by 2 ** {len(self.decoder_rates)}"
-            )
-
-    @property
-    def hop_length(self) -> int:
-        return math.prod(self.encoder_rates)
-
-    @property
-    def frame_rate(self) -> float:
-        return self.sample_rate / self.hop_length
 
     @property
     def bitrate(self) -> float:
@@ -108,7 +116,7 @@ def get_config(config: ConfigLike) -> DACConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(_Backbone):
     """Constructor arguments of DAC-VAE's ``DACVAE`` (primepake/dac_vae) that this port builds.
 
     A separate class from :class:`DACConfig` rather than a DAC config with a bottleneck switch:
@@ -126,22 +134,7 @@ class VAEConfig:
     sample_rate: int = 44100
 
     def __post_init__(self):
-        object.__setattr__(self, "encoder_rates", tuple(int(r) for r in self.encoder_rates))
-        object.__setattr__(self, "decoder_rates", tuple(int(r) for r in self.decoder_rates))
-        if self.latent_dim is None:
-            object.__setattr__(self, "latent_dim", self.encoder_dim * 2 ** len(self.encoder_rates))
-        if self.decoder_dim % 2 ** len(self.decoder_rates):
-            raise ValueError(
-                f"decoder_dim {self.decoder_dim} must be divisible by 2 ** {len(self.decoder_rates)}"
-            )
-
-    @property
-    def hop_length(self) -> int:
-        return math.prod(self.encoder_rates)
-
-    @property
-    def frame_rate(self) -> float:
-        return self.sample_rate / self.hop_length
+        self._normalise_backbone()
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> tuple["VAEConfig", list[str]]:

@@ -234,6 +234,8 @@ def load_model(
         path = registry.download(source, model_bitrate, tag)
     if path.is_dir():
         cfg, variables, _ = native.load_native(path)
+        if isinstance(cfg, VAEConfig):
+            raise WeightsError(f"{path}: a DAC-VAE checkpoint folder, not a DAC model; load it with dac_jax.load_vae")
         return Codec(cfg, variables, source=str(path))
     if path.is_file():
         from dac_jax.weights.torch_format import read_torch_checkpoint, state_dict_to_variables
@@ -296,6 +298,38 @@ class VAECodec(_Model):
         """Encode and decode (the original's ``forward``): audio cropped to the input length, and the KL term."""
         return _vae_forward(self.module, self.inference_variables, _check_audio(audio, self.sample_rate), key)
 
+    # -- long files -------------------------------------------------------------------------------
+
+    def compress(self, source, sample_rate: Optional[int] = None, win_duration: float = 5.0,
+                 normalize_db: Optional[float] = None, seed: Optional[int] = None, batch_size: int = 4,
+                 progress=None):
+        """Encode a file or an array to a ``LatentFile`` in windows (see :func:`dac_jax.codec.latents.encode`):
+        latents equal to encoding the whole signal at once, whatever ``win_duration``."""
+        from dac_jax.codec import latents
+
+        return latents.encode(self, source, sample_rate, win_duration, normalize_db, seed, batch_size, progress)
+
+    def decompress(self, source, win_duration: float = 5.0, batch_size: int = 4, progress=None):
+        """Decode a ``LatentFile`` or its path to ``DecodedAudio(samples [B, C, T], sample_rate)``
+        at the input's rate and length (see :func:`dac_jax.codec.latents.decode`)."""
+        from dac_jax.codec import latents
+
+        return latents.decode(self, source, win_duration, batch_size, progress)
+
+    # -- saving ------------------------------------------------------------------------------------
+
+    def save(self, path: Union[str, Path], metadata: Optional[dict] = None) -> Path:
+        """Write dac-jax's own checkpoint folder (``load_vae`` reads it without torch)."""
+        from dac_jax.weights.native import save_native
+
+        return save_native(path, self.variables, self.config, metadata)
+
+    def export_torch(self, path: Union[str, Path]) -> Path:
+        """Write a ``checkpoint.pt`` the original's inference loads (``{"generator", "config"}``; needs torch)."""
+        from dac_jax.weights.vae import write_vae_checkpoint
+
+        return write_vae_checkpoint(path, self.variables, self.config)
+
 
 def init_vae(config: VAEConfigLike = "vae24khz-x2", seed: int = 0) -> VAECodec:
     """A DAC-VAE with random weights (PyTorch's default conv initialisation) for a preset name or config."""
@@ -303,16 +337,28 @@ def init_vae(config: VAEConfigLike = "vae24khz-x2", seed: int = 0) -> VAECodec:
     return VAECodec(config, init_vae_variables(config, seed), source=f"random init (seed {seed})")
 
 
-def load_vae(path: Union[str, Path], config: Optional[VAEConfigLike] = None) -> VAECodec:
-    """Load a DAC-VAE from the original's ``checkpoint.pt`` (its ``generator``) or a bare state dict.
+def load_vae(
+    path: Union[str, Path], config: Optional[VAEConfigLike] = None, default_config: Optional[VAEConfigLike] = None
+) -> VAECodec:
+    """Load a DAC-VAE from the original's ``checkpoint.pt`` (its ``generator``), a bare state dict,
+    or a dac-jax checkpoint folder (:meth:`VAECodec.save`; no torch needed).
 
     ``config``, a preset name (``"vae24khz-x2"``, ``"vae24khz-x3"``) or a :class:`VAEConfig`, is
     needed for a bare state dict; otherwise it comes from the checkpoint's ``config["vae"]``.
-    Keys and shapes are checked strictly (needs torch).
+    ``default_config`` is used only for a file without one. Keys and shapes are checked strictly.
     """
+    from dac_jax.weights import native
     from dac_jax.weights.vae import read_vae_checkpoint, vae_state_dict_to_variables
 
-    ckpt = read_vae_checkpoint(path, config)
+    if Path(path).is_dir():
+        cfg, variables, _ = native.load_native(path)
+        if not isinstance(cfg, VAEConfig):
+            raise WeightsError(f"{path}: a DAC checkpoint folder, not a DAC-VAE; load it with dac_jax.load_model")
+        if config is not None and get_vae_config(config) != cfg:
+            raise WeightsError(f"{path}: holds the DAC-VAE {cfg}, not the requested {get_vae_config(config)}")
+        return VAECodec(cfg, variables, source=str(path))
+
+    ckpt = read_vae_checkpoint(path, config, default_config)
     variables = vae_state_dict_to_variables(ckpt.state_dict, ckpt.config, source=str(ckpt.path))
     return VAECodec(ckpt.config, variables, source=str(ckpt.path))
 

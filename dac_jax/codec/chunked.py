@@ -1,7 +1,8 @@
 """Chunked encoding and decoding at the model's sample rate, in bounded device memory.
 
 Arrays here are numpy on the host: ``audio [items, samples]`` (an item is one channel of one
-signal) and ``codes [items, n_codebooks, frames]``. Windows are cut on the host, stacked into
+signal), ``codes [items, n_codebooks, frames]`` (DAC) and ``m``, ``logs``, ``z [items, latent_dim,
+frames]`` (DAC-VAE; window-independent mode only). Windows are cut on the host, stacked into
 batches of a fixed shape (the last batch padded), and pushed through one compiled function per
 (model, window, batch) shape; only one batch lives on the device at a time.
 """
@@ -11,9 +12,10 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterator, Optional
 
+import jax.numpy as jnp
 import numpy as np
 
-from dac_jax.api import Codec, _decode, _encode
+from dac_jax.api import Codec, VAECodec, _Model, _decode, _encode, _vae_decode, _vae_encode
 from dac_jax.codec.plan import FaithfulPlan, IndependentPlan, independent_plan
 
 Progress = Optional[Callable[[int], None]]  # called with the number of chunks just finished
@@ -117,32 +119,34 @@ def decode_faithful(
 # --------------------------------------------------------------------------------------------
 
 
-def encoder_context(codec: Codec) -> int:
+def encoder_context(model: _Model) -> int:
     """Context frames per side for the encoder: its whole receptive field, in frames."""
-    return math.ceil(codec.module.encoder_receptive_field() / codec.hop_length)
+    return math.ceil(model.module.encoder_receptive_field() / model.hop_length)
 
 
-def decoder_context(codec: Codec) -> int:
+def decoder_context(model: _Model) -> int:
     """Context frames per side for the decoder: its whole receptive field (in frames)."""
-    return codec.module.decoder_receptive_field()
+    return model.module.decoder_receptive_field()
 
 
-def frames_for_window(codec: Codec, win_duration: float) -> int:
-    return max(1, round(win_duration * codec.sample_rate / codec.hop_length))
+def frames_for_window(model: _Model, win_duration: float) -> int:
+    return max(1, round(win_duration * model.sample_rate / model.hop_length))
 
 
-def encode_independent(
-    codec: Codec, audio: np.ndarray, win_duration: float = 5.0, n_quantizers: Optional[int] = None,
-    batch_size: int = 4, progress: Progress = None,
+def encode_windows(
+    model: _Model, audio: np.ndarray, win_duration: float, fn, batch_size: int = 4, progress: Progress = None,
 ) -> np.ndarray:
-    """Codes equal to whole-signal padded-mode encoding, whatever the window.
+    """Any per-frame encoding of the whole signal at once (padded mode), computed in windows.
 
-    ``audio [items, samples]`` -> ``codes [items, n, ceil(samples / hop)]``.
+    ``fn`` maps a batch of windows ``[batch, 1, window * hop]`` to ``[batch, ..., window]`` (one
+    output per frame along the last axis); ``audio [items, samples]`` -> ``[items, ..., ceil(samples / hop)]``.
+    Each window carries the encoder's receptive field of context, so the result does not depend
+    on the window (up to float rounding).
     """
-    hop = codec.hop_length
+    hop = model.hop_length
     items, length = audio.shape
     total = math.ceil(length / hop)
-    plan = independent_plan(total, frames_for_window(codec, win_duration), encoder_context(codec))
+    plan = independent_plan(total, frames_for_window(model, win_duration), encoder_context(model))
 
     def window(i: int) -> np.ndarray:
         # the signal right-padded with zeros to whole frames, as padded-mode encoding does
@@ -153,8 +157,39 @@ def encode_independent(
         w[0, : len(src)] = src
         return w
 
-    fn = lambda x: _encode(codec.module, codec.inference_variables, x, n_quantizers).codes  # noqa: E731
     return _assemble(plan, window, fn, items, batch_size, progress, hop_out=1)
+
+
+def decode_windows(
+    model: _Model, frames: np.ndarray, win_duration: float, fn, batch_size: int = 4, progress: Progress = None,
+) -> np.ndarray:
+    """Decoding of a whole frame sequence at once (padded mode), computed in windows.
+
+    ``fn`` maps ``[batch, ..., window]`` frames to audio ``[batch, window * hop]``;
+    ``frames [items, ..., total]`` -> ``audio [items, samples]`` with the padded decoder's length.
+    """
+    items, total = frames.shape[0], frames.shape[-1]
+    plan = independent_plan(total, frames_for_window(model, win_duration), decoder_context(model))
+
+    def window(i: int) -> np.ndarray:
+        item, k = divmod(i, plan.n_chunks)
+        return frames[item, ..., plan.window_start(k) : plan.window_start(k) + plan.window]
+
+    out = _assemble(plan, window, fn, items, batch_size, progress, hop_out=model.hop_length)
+    # the padded decoder's own length (320 * frames - 8 for DAC's stride-5 decoders)
+    return out[:, : model.module.decoder_samples(total)]
+
+
+def encode_independent(
+    codec: Codec, audio: np.ndarray, win_duration: float = 5.0, n_quantizers: Optional[int] = None,
+    batch_size: int = 4, progress: Progress = None,
+) -> np.ndarray:
+    """Codes equal to whole-signal padded-mode encoding, whatever the window.
+
+    ``audio [items, samples]`` -> ``codes [items, n, ceil(samples / hop)]``.
+    """
+    fn = lambda x: _encode(codec.module, codec.inference_variables, x, n_quantizers).codes  # noqa: E731
+    return encode_windows(codec, audio, win_duration, fn, batch_size, progress)
 
 
 def decode_independent(
@@ -165,17 +200,36 @@ def decode_independent(
 
     ``codes [items, n, frames]`` -> ``audio [items, samples]`` with the padded decoder's length.
     """
-    items, _, total = codes.shape
-    plan = independent_plan(total, frames_for_window(codec, win_duration), decoder_context(codec))
-
-    def window(i: int) -> np.ndarray:
-        item, k = divmod(i, plan.n_chunks)
-        return codes[item, :, plan.window_start(k) : plan.window_start(k) + plan.window]
-
     fn = lambda c: _decode(codec.module, codec.inference_variables, c)[:, 0]  # noqa: E731
-    out = _assemble(plan, window, fn, items, batch_size, progress, hop_out=codec.hop_length)
-    # the padded decoder's own length (320 * frames - 8 for the stride-5 decoders)
-    return out[:, : codec.module.decoder_samples(total)]
+    return decode_windows(codec, codes, win_duration, fn, batch_size, progress)
+
+
+def encode_latents(
+    vae: VAECodec, audio: np.ndarray, win_duration: float = 5.0, batch_size: int = 4, progress: Progress = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """DAC-VAE's mean and log-scale equal to whole-signal encoding, whatever the window.
+
+    ``audio [items, samples]`` -> ``(m, logs)``, each ``[items, latent_dim, ceil(samples / hop)]``.
+    """
+
+    def fn(x):
+        latents = _vae_encode(vae.module, vae.inference_variables, x, None)
+        return jnp.concatenate([latents.m, latents.logs], axis=1)
+
+    both = encode_windows(vae, audio, win_duration, fn, batch_size, progress)
+    dim = vae.config.latent_dim
+    return both[:, :dim], both[:, dim:]
+
+
+def decode_latents(
+    vae: VAECodec, z: np.ndarray, win_duration: float = 5.0, batch_size: int = 4, progress: Progress = None,
+) -> np.ndarray:
+    """Audio equal to decoding the whole latent sequence at once, in windows.
+
+    ``z [items, latent_dim, frames]`` -> ``audio [items, hop * frames]``.
+    """
+    fn = lambda z: _vae_decode(vae.module, vae.inference_variables, z)[:, 0]  # noqa: E731
+    return decode_windows(vae, z, win_duration, fn, batch_size, progress)
 
 
 def _assemble(plan: IndependentPlan, window, fn, items: int, batch_size: int, progress: Progress, hop_out: int) -> np.ndarray:

@@ -24,6 +24,13 @@ class _Backbone:
                 f"decoder_dim {self.decoder_dim} must be divisible by 2 ** {len(self.decoder_rates)}"
             )
 
+    def to_kwargs(self) -> dict[str, Any]:
+        """Constructor kwargs of the original (``dac.DAC`` / ``DACVAE``), lists as the original stores them."""
+        kwargs = dataclasses.asdict(self)
+        kwargs["encoder_rates"] = list(self.encoder_rates)
+        kwargs["decoder_rates"] = list(self.decoder_rates)
+        return kwargs
+
     @property
     def hop_length(self) -> int:
         return math.prod(self.encoder_rates)
@@ -63,13 +70,6 @@ class DACConfig(_Backbone):
     def bitrate(self) -> float:
         """Bits per second with all codebooks."""
         return self.n_codebooks * math.log2(self.codebook_size) * self.frame_rate
-
-    def to_kwargs(self) -> dict[str, Any]:
-        """Constructor kwargs of the original ``dac.DAC`` (lists, as the original stores them)."""
-        kwargs = dataclasses.asdict(self)
-        kwargs["encoder_rates"] = list(self.encoder_rates)
-        kwargs["decoder_rates"] = list(self.decoder_rates)
-        return kwargs
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> tuple["DACConfig", list[str]]:
@@ -135,6 +135,11 @@ class VAEConfig(_Backbone):
 
     def __post_init__(self):
         self._normalise_backbone()
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """Constructor kwargs of the original ``DACVAE``, with the architecture this port builds
+        spelled out (its defaults differ: ``d_in = d_out = 2``)."""
+        return {**super().to_kwargs(), **{k: built for k, (_, built) in _VAE_FIXED_KWARGS.items()}}
 
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> tuple["VAEConfig", list[str]]:

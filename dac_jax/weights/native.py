@@ -1,7 +1,8 @@
 """dac-jax's own checkpoint format: a folder with ``config.json`` and ``params.msgpack``.
 
-No pickle, no torch: ``config.json`` holds the model config and a format tag; ``params.msgpack``
-is Flax's msgpack serialisation of the parameter tree (PyTorch layouts, float32).
+No pickle, no torch: ``config.json`` holds a format tag, the model (``"DAC"`` or ``"DAC-VAE"``)
+and its config; ``params.msgpack`` is Flax's msgpack serialisation of the parameter tree
+(PyTorch layouts, float32).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from flax import serialization, traverse_util
 
 from dac_jax.errors import WeightsError
 from dac_jax.fileio import atomic_path
-from dac_jax.model.config import DACConfig
+from dac_jax.model.config import DACConfig, VAEConfig
 from dac_jax.weights.torch_format import state_dict_to_variables, variables_to_state_dict
+
+MODELS = {"DAC": DACConfig, "DAC-VAE": VAEConfig}
 
 FORMAT = "dac-jax"
 VERSION = 1
@@ -28,13 +31,25 @@ def is_native_checkpoint(path: str | Path) -> bool:
     return (Path(path) / CONFIG_FILE).is_file()
 
 
-def save_native(path: str | Path, variables: Mapping[str, Any], config: DACConfig, metadata: dict | None = None) -> Path:
+def model_of(path: str | Path) -> str | None:
+    """``"DAC"`` or ``"DAC-VAE"`` for a dac-jax checkpoint folder, ``None`` for anything else."""
+    try:
+        header = json.loads((Path(path) / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return header.get("model", "DAC") if isinstance(header, dict) and header.get("format") == FORMAT else None
+
+
+def save_native(
+    path: str | Path, variables: Mapping[str, Any], config: DACConfig | VAEConfig, metadata: dict | None = None
+) -> Path:
     """Write ``variables`` and ``config`` to the folder ``path`` (replaced atomically)."""
     path = Path(path)
     params = traverse_util.unflatten_dict(
         {k: np.asarray(v, np.float32) for k, v in traverse_util.flatten_dict(variables["params"]).items()}
     )
-    header = {"format": FORMAT, "version": VERSION, "model": "DAC", "config": config.to_kwargs()}
+    model = "DAC-VAE" if isinstance(config, VAEConfig) else "DAC"
+    header = {"format": FORMAT, "version": VERSION, "model": model, "config": config.to_kwargs()}
     if metadata:
         header["metadata"] = metadata
     with atomic_path(path) as tmp:
@@ -44,8 +59,11 @@ def save_native(path: str | Path, variables: Mapping[str, Any], config: DACConfi
     return path
 
 
-def load_native(path: str | Path) -> tuple[DACConfig, dict, dict]:
-    """Read a folder written by :func:`save_native`: ``(config, variables, metadata)``, strictly checked."""
+def load_native(path: str | Path) -> tuple[DACConfig | VAEConfig, dict, dict]:
+    """Read a folder written by :func:`save_native`: ``(config, variables, metadata)``, strictly checked.
+
+    The config's type says which model the folder holds (a folder without a ``model`` entry is DAC's).
+    """
     path = Path(path)
     try:
         header = json.loads((path / CONFIG_FILE).read_text())
@@ -57,8 +75,11 @@ def load_native(path: str | Path) -> tuple[DACConfig, dict, dict]:
         raise WeightsError(f"{path / CONFIG_FILE}: not a dac-jax checkpoint (format tag missing)")
     if header.get("version") != VERSION:
         raise WeightsError(f"{path / CONFIG_FILE}: format version {header.get('version')} is not supported (expected {VERSION})")
+    model = header.get("model", "DAC")
+    if model not in MODELS:
+        raise WeightsError(f"{path / CONFIG_FILE}: unknown model {model!r} (expected one of {', '.join(MODELS)})")
     try:
-        config, ignored = DACConfig.from_kwargs(header["config"])
+        config, ignored = MODELS[model].from_kwargs(header["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise WeightsError(f"{path / CONFIG_FILE}: bad model config ({e})") from None
     if ignored:
@@ -73,5 +94,10 @@ def load_native(path: str | Path) -> tuple[DACConfig, dict, dict]:
         raise WeightsError(f"{path / PARAMS_FILE}: corrupt parameter file (not a tree of arrays)")
     # reuse the strict key/shape check of the PyTorch importer
     state_dict = variables_to_state_dict({"params": params})
-    variables = state_dict_to_variables(state_dict, config, source=str(path / PARAMS_FILE))
+    if isinstance(config, VAEConfig):
+        from dac_jax.weights.vae import vae_state_dict_to_variables
+
+        variables = vae_state_dict_to_variables(state_dict, config, source=str(path / PARAMS_FILE))
+    else:
+        variables = state_dict_to_variables(state_dict, config, source=str(path / PARAMS_FILE))
     return config, variables, header.get("metadata", {})

@@ -182,6 +182,11 @@ def read_torch_checkpoint(path: str | Path, config: DACConfig | None = None) -> 
     ignored: list[str] = []
     if config is None:
         kwargs = metadata.get("kwargs") if isinstance(metadata, dict) else None
+        if not kwargs and isinstance(data.get("config"), dict) and "vae" in data["config"]:
+            raise WeightsError(
+                f"{path}: a DAC-VAE checkpoint, not a DAC model; load it with dac_jax.load_vae "
+                "(command line: --model_type vae24khz-x2 or vae24khz-x3)"
+            )
         if not kwargs:
             raise WeightsError(f"{path}: no metadata.kwargs to build the model from; pass a config")
         try:

@@ -45,6 +45,7 @@ __all__ = [
     "check_vae_state_dict",
     "vae_state_dict_to_variables",
     "read_vae_checkpoint",
+    "write_vae_checkpoint",
 ]
 
 
@@ -92,12 +93,15 @@ _UNSAFE_HINT = (
 )
 
 
-def read_vae_checkpoint(path: str | Path, config: Optional[VAEConfigLike] = None) -> VAECheckpoint:
+def read_vae_checkpoint(
+    path: str | Path, config: Optional[VAEConfigLike] = None, default_config: Optional[VAEConfigLike] = None
+) -> VAECheckpoint:
     """Read the original's ``checkpoint.pt`` (its ``"generator"`` entry) or a bare state dict.
 
     ``config`` (a preset name such as ``"vae24khz-x2"``, or a :class:`VAEConfig`) is needed for a
     bare state dict; without it the config comes from the file's ``config["vae"]``. The state dict
     is not checked against the config here (:func:`vae_state_dict_to_variables` does that).
+    ``default_config`` is used only when the file has no ``config["vae"]`` (a bare state dict).
     """
     path = Path(path)
     data = load_torch_file(path, _UNSAFE_HINT)
@@ -115,6 +119,8 @@ def read_vae_checkpoint(path: str | Path, config: Optional[VAEConfigLike] = None
     else:
         training_config = data.get("config") if is_checkpoint else None
         kwargs = training_config.get("vae") if isinstance(training_config, Mapping) else None
+        if not isinstance(kwargs, Mapping) and default_config is not None:
+            return VAECheckpoint(tensors_to_numpy(state_dict, path), get_vae_config(default_config), [], path)
         if not isinstance(kwargs, Mapping):
             raise WeightsError(
                 f"{path}: no config['vae'] to build the model from; pass a preset "
@@ -125,3 +131,17 @@ def read_vae_checkpoint(path: str | Path, config: Optional[VAEConfigLike] = None
         except (TypeError, ValueError) as e:
             raise WeightsError(f"{path}: config['vae'] does not describe a DAC-VAE this port builds: {e}") from None
     return VAECheckpoint(tensors_to_numpy(state_dict, path), config, ignored, path)
+
+
+def write_vae_checkpoint(path: str | Path, variables: Mapping[str, Any], config: VAEConfig) -> Path:
+    """Write ``checkpoint.pt`` as the original's inference reads it: ``{"generator": state_dict,
+    "config": {"vae": kwargs}}`` (weight norm as ``weight_g`` / ``weight_v``), atomically."""
+    from dac_jax.fileio import atomic_path
+    from dac_jax.weights.torch_format import _torch, variables_to_state_dict
+
+    torch = _torch()
+    state_dict = {k: torch.from_numpy(np.array(v)) for k, v in variables_to_state_dict(variables).items()}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save({"generator": state_dict, "config": {"vae": config.to_kwargs()}, "metadata": {"exported_by": "dac-jax"}}, tmp)
+    return path

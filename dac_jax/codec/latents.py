@@ -1,0 +1,135 @@
+"""DAC-VAE on files: audio files or arrays to latent files (:mod:`dac_jax.codec.latentfile`) and back.
+
+The signal path follows the original's ``inference.py``: resample to the model's rate (24 kHz;
+julius' algorithm, as for the codec), clamp to [-1, 1], no loudness normalisation unless asked for.
+Unlike the original, which downmixes to mono, every channel is encoded as its own item, so a
+stereo file comes back stereo. The loudness is measured and stored either way.
+
+Encoding and decoding are window-independent: the latents equal the whole signal's encoding (the
+mean; a sample draws its noise for the whole signal at once, from one key) and the audio equals the
+whole latent sequence's decoding, whatever ``win_duration``; windows are batched ``batch_size`` per
+compiled call and only one batch is on the device at a time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import jax
+import numpy as np
+
+from dac_jax.api import VAECodec
+from dac_jax.audio.io import read_audio
+from dac_jax.audio.loudness import loudness, normalize_gain
+from dac_jax.audio.resample import resample_long
+from dac_jax.codec import chunked
+from dac_jax.codec.compress import DecodedAudio, _as_batch, _check_options
+from dac_jax.codec.latentfile import LatentFile, load as load_latentfile
+from dac_jax.errors import FileFormatError
+
+PathLike = Union[str, Path]
+
+
+def _clamp(x: np.ndarray, block: int = 1 << 20) -> None:
+    """``x.clamp(-1, 1)`` in place, block by block (no full-size temporary for an hour of audio)."""
+    flat = x.reshape(-1, x.shape[-1])
+    for i in range(0, flat.shape[-1], block):
+        np.clip(flat[:, i : i + block], -1.0, 1.0, out=flat[:, i : i + block])
+
+
+def model_config(vae: VAECodec) -> dict:
+    return vae.config.to_kwargs()
+
+
+def encode(
+    vae: VAECodec,
+    source: Union[PathLike, np.ndarray],
+    sample_rate: Optional[int] = None,
+    win_duration: float = 5.0,
+    normalize_db: Optional[float] = None,
+    seed: Optional[int] = None,
+    batch_size: int = 4,
+    progress: chunked.Progress = None,
+) -> LatentFile:
+    """Encode an audio file or array to a :class:`LatentFile`.
+
+    ``source`` is a path (read with soundfile) or an array ``[T]``, ``[C, T]`` or ``[B, C, T]`` at
+    ``sample_rate`` (default: the model's). ``z`` is the mean unless ``seed`` is given, in which
+    case ``z = mu + noise * exp(logs)`` with ``noise = jax.random.normal(jax.random.key(seed), mu.shape)``.
+    """
+    _check_options(win_duration, batch_size, "independent")
+    if isinstance(source, (str, Path)):
+        samples, sample_rate = read_audio(source)
+        audio = samples[None]
+    else:
+        audio = _as_batch(source, "audio array")
+        sample_rate = vae.sample_rate if sample_rate is None else int(sample_rate)
+    nb, nac, original_length = audio.shape
+
+    if sample_rate != vae.sample_rate:
+        x = resample_long(audio, sample_rate, vae.sample_rate)
+    else:  # changed in place below: a file's samples are ours, a caller's array is not
+        x = audio if isinstance(source, (str, Path)) else audio.copy()
+    input_db = np.asarray(loudness(x, vae.sample_rate), np.float32).reshape(nb)
+    if normalize_db is not None:
+        x *= normalize_gain(input_db, normalize_db)[:, None, None]
+    _clamp(x)
+    items = x.reshape(nb * nac, -1)
+
+    mu, logs = chunked.encode_latents(vae, items, win_duration, batch_size, progress)
+    if seed is None:
+        z = mu
+    else:
+        noise = np.asarray(jax.random.normal(jax.random.key(seed), mu.shape, np.float32))
+        z = mu + noise * np.exp(logs)
+    return LatentFile(
+        z=z, mu=mu, logs=logs, model_config=model_config(vae), sample_rate=vae.sample_rate,
+        hop_length=vae.hop_length, length=int(items.shape[-1]), original_sample_rate=int(sample_rate),
+        original_length=int(original_length), channels=int(nac), input_db=input_db,
+        normalize_db=None if normalize_db is None else float(normalize_db),
+        latent="mean" if seed is None else "sample", seed=seed,
+    )
+
+
+def check_fits(vae: VAECodec, latents: LatentFile, where: str) -> None:
+    """Raise :class:`FileFormatError` if ``latents`` are not this model's latent space."""
+    ours = model_config(vae)
+    if latents.model_config != ours:
+        differ = sorted(k for k in set(ours) | set(latents.model_config) if ours.get(k) != latents.model_config.get(k))
+        detail = ", ".join(f"{k}={latents.model_config.get(k)!r} (model: {ours.get(k)!r})" for k in differ)
+        raise FileFormatError(f"{where}: latents of another DAC-VAE ({detail})")
+    if (latents.sample_rate, latents.hop_length, latents.latent_dim) != (vae.sample_rate, vae.hop_length, vae.config.latent_dim):
+        raise FileFormatError(
+            f"{where}: latents at {latents.sample_rate} Hz, hop {latents.hop_length}, {latents.latent_dim} dims; "
+            f"the model has {vae.sample_rate} Hz, hop {vae.hop_length}, {vae.config.latent_dim} dims"
+        )
+
+
+def decode(
+    vae: VAECodec,
+    source: Union[PathLike, LatentFile],
+    win_duration: float = 5.0,
+    batch_size: int = 4,
+    progress: chunked.Progress = None,
+) -> DecodedAudio:
+    """Decode a :class:`LatentFile` (or its path) to audio at the input's rate, length and channels."""
+    _check_options(win_duration, batch_size, "independent")
+    latents = load_latentfile(source) if isinstance(source, (str, Path)) else source
+    check_fits(vae, latents, str(source) if isinstance(source, (str, Path)) else "LatentFile")
+    audio = chunked.decode_latents(vae, np.asarray(latents.z), win_duration, batch_size, progress)
+    audio = audio[:, : latents.length]
+    if latents.normalize_db is not None:  # undo the normalisation: back to the measured loudness
+        items = audio.shape[0]
+        measured = np.asarray(loudness(audio[:, None, :], vae.sample_rate), np.float32).reshape(items)
+        audio *= normalize_gain(measured, np.repeat(latents.input_db, latents.channels))[:, None]
+    if latents.original_sample_rate != vae.sample_rate:
+        audio = resample_long(audio, vae.sample_rate, latents.original_sample_rate)
+    length = latents.original_length
+    if audio.shape[-1] < length:
+        audio = np.pad(audio, ((0, 0), (0, length - audio.shape[-1])))
+    audio = audio[:, :length].reshape(-1, latents.channels, length)
+    return DecodedAudio(audio, latents.original_sample_rate)
+
+
+__all__ = ["LatentFile", "check_fits", "decode", "encode"]

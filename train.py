@@ -202,7 +202,7 @@ def train(
         kl_final: DAC-VAE: the KL weight at ``num_iters``, reached by a half cosine.
         devices: use the first N local devices (default: all).
         generator_weights: fine-tune from these generator weights (DAC: a released-format .pth or a
-            dac-jax folder; DAC-VAE: the original's checkpoint.pt or a bare state dict); their
+            dac-jax folder; DAC-VAE: the original's checkpoint.pt, a bare state dict or a dac-jax folder); their
             architecture must be the configured model's.
         discriminator_weights: fine-tune from the original's discriminator weights (.pth).
         distributed: call jax.distributed.initialize() first (multi-host).
@@ -289,7 +289,7 @@ def _fine_tune_weights(config: TrainConfig, generator_weights, discriminator_wei
 
         name = "VAE" if config.step.is_vae else "DAC"
         if config.step.is_vae:
-            codec = dac_jax.load_vae(generator_weights, config.step.model)
+            codec = dac_jax.load_vae(generator_weights, default_config=config.step.model)
         else:
             codec = dac_jax.load_model(generator_weights)
         if codec.config != config.step.model:

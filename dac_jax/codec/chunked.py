@@ -218,7 +218,9 @@ def encode_latents(
 
     both = encode_windows(vae, audio, win_duration, fn, batch_size, progress)
     dim = vae.config.latent_dim
-    return both[:, :dim], both[:, dim:]
+    m = np.ascontiguousarray(both[:, :dim])
+    both = both[:, dim:]  # drops the reference to the mean's half: an hour of latents is 100+ MB
+    return m, np.ascontiguousarray(both)
 
 
 def decode_latents(

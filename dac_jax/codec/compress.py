@@ -23,7 +23,7 @@ from typing import Optional, Union
 import numpy as np
 
 from dac_jax.api import Codec
-from dac_jax.audio.io import read_audio
+from dac_jax.audio.io import _NO_SEEK_SUBTYPES, AudioReader, audio_info, read_audio
 from dac_jax.audio.loudness import loudness, normalize_gain, peak_gain
 from dac_jax.audio.resample import resample_long
 from dac_jax.codec import chunked
@@ -90,6 +90,54 @@ def check_options(codec: Codec, win_duration: float, n_quantizers: Optional[int]
         )
 
 
+def _resampled_from_file(path: PathLike, model_rate: int) -> Optional[tuple[np.ndarray, int, int]]:
+    """``(x [1, C, T'], rate, frames)`` of a seekable file at another rate, resampled as it is read
+    (block by block: an hour of 44.1 kHz stereo is never held at its own rate); ``None`` where
+    the whole file must be read first (same rate, MP3, or a file shorter than its header says)."""
+    info = audio_info(path)
+    if info.sample_rate == model_rate or info.subtype in _NO_SEEK_SUBTYPES:
+        return None
+    try:
+        with AudioReader(path) as reader:
+            x = resample_long(reader, info.sample_rate, model_rate)
+    except AudioError as e:
+        if "truncated" in str(e):  # read_audio keeps what the file holds
+            return None
+        raise
+    return x[None], info.sample_rate, info.frames
+
+
+def prepare(
+    source: Union[PathLike, np.ndarray], sample_rate: Optional[int], model_rate: int, normalize_db: Optional[float]
+) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """Read (or check) the input, resample it to ``model_rate``, measure its loudness and normalise it.
+
+    Returns ``(x [B, C, T] float32 at model_rate, the input's rate, its length, input_db [B])``;
+    ``x`` is never the caller's array, so it may be changed in place.
+    """
+    x = _resampled_from_file(source, model_rate) if isinstance(source, (str, Path)) else None
+    if x is not None:  # streamed: the file's own-rate signal was never held whole
+        x, sample_rate, original_length = x
+    else:
+        if isinstance(source, (str, Path)):
+            samples, sample_rate = read_audio(source)
+            audio = samples[None]
+        else:
+            audio = _as_batch(source, "audio array")
+            sample_rate = model_rate if sample_rate is None else int(sample_rate)
+        original_length = audio.shape[-1]
+        if sample_rate != model_rate:
+            x = resample_long(audio, sample_rate, model_rate)
+        else:  # changed in place by callers: a file's samples are ours, a caller's array is not
+            x = audio if isinstance(source, (str, Path)) else audio.copy()
+        del audio
+    nb = x.shape[0]
+    input_db = np.asarray(loudness(x, model_rate), np.float32).reshape(nb)
+    if normalize_db is not None:
+        x *= normalize_gain(input_db, normalize_db)[:, None, None]
+    return x, int(sample_rate), int(original_length), input_db
+
+
 def compress(
     codec: Codec,
     source: Union[PathLike, np.ndarray],
@@ -108,23 +156,8 @@ def compress(
     """
     _check_options(win_duration, batch_size, mode)
     n_quantizers = codec._check_n_quantizers(n_quantizers)
-    if isinstance(source, (str, Path)):
-        samples, sample_rate = read_audio(source)
-        where = str(source)
-        audio = samples[None]
-    else:
-        where = "audio array"
-        audio = _as_batch(source, where)
-        sample_rate = codec.sample_rate if sample_rate is None else int(sample_rate)
-    nb, nac, original_length = audio.shape
-
-    if sample_rate != codec.sample_rate:
-        x = resample_long(audio, sample_rate, codec.sample_rate)
-    else:  # normalised in place below: a file's samples are ours, a caller's array is not
-        x = audio if isinstance(source, (str, Path)) else audio.copy()
-    input_db = np.asarray(loudness(x, codec.sample_rate), np.float32).reshape(nb)
-    if normalize_db is not None:
-        x *= normalize_gain(input_db, normalize_db)[:, None, None]
+    x, sample_rate, original_length, input_db = prepare(source, sample_rate, codec.sample_rate, normalize_db)
+    nb, nac, _ = x.shape
     _limit_peaks(x)
     items = x.reshape(nb * nac, -1)
 

@@ -20,11 +20,10 @@ import jax
 import numpy as np
 
 from dac_jax.api import VAECodec
-from dac_jax.audio.io import read_audio
 from dac_jax.audio.loudness import loudness, normalize_gain
 from dac_jax.audio.resample import resample_long
 from dac_jax.codec import chunked
-from dac_jax.codec.compress import DecodedAudio, _as_batch, _check_options
+from dac_jax.codec.compress import DecodedAudio, _check_options, prepare
 from dac_jax.codec.latentfile import LatentFile, load as load_latentfile
 from dac_jax.errors import FileFormatError
 
@@ -59,21 +58,8 @@ def encode(
     case ``z = mu + noise * exp(logs)`` with ``noise = jax.random.normal(jax.random.key(seed), mu.shape)``.
     """
     _check_options(win_duration, batch_size, "independent")
-    if isinstance(source, (str, Path)):
-        samples, sample_rate = read_audio(source)
-        audio = samples[None]
-    else:
-        audio = _as_batch(source, "audio array")
-        sample_rate = vae.sample_rate if sample_rate is None else int(sample_rate)
-    nb, nac, original_length = audio.shape
-
-    if sample_rate != vae.sample_rate:
-        x = resample_long(audio, sample_rate, vae.sample_rate)
-    else:  # changed in place below: a file's samples are ours, a caller's array is not
-        x = audio if isinstance(source, (str, Path)) else audio.copy()
-    input_db = np.asarray(loudness(x, vae.sample_rate), np.float32).reshape(nb)
-    if normalize_db is not None:
-        x *= normalize_gain(input_db, normalize_db)[:, None, None]
+    x, sample_rate, original_length, input_db = prepare(source, sample_rate, vae.sample_rate, normalize_db)
+    nb, nac, _ = x.shape
     _clamp(x)
     items = x.reshape(nb * nac, -1)
 
@@ -117,19 +103,23 @@ def decode(
     _check_options(win_duration, batch_size, "independent")
     latents = load_latentfile(source) if isinstance(source, (str, Path)) else source
     check_fits(vae, latents, str(source) if isinstance(source, (str, Path)) else "LatentFile")
-    audio = chunked.decode_latents(vae, np.asarray(latents.z), win_duration, batch_size, progress)
-    audio = audio[:, : latents.length]
-    if latents.normalize_db is not None:  # undo the normalisation: back to the measured loudness
+    z, length, channels = latents.z, latents.length, latents.channels
+    normalize_db, input_db = latents.normalize_db, latents.input_db
+    rate, original_length = latents.original_sample_rate, latents.original_length
+    del latents  # a loaded file's mu and logs (an hour of stereo: 230 MB) are not needed any more
+    audio = chunked.decode_latents(vae, z, win_duration, batch_size, progress)
+    del z
+    audio = audio[:, :length]
+    if normalize_db is not None:  # undo the normalisation: back to the measured loudness
         items = audio.shape[0]
         measured = np.asarray(loudness(audio[:, None, :], vae.sample_rate), np.float32).reshape(items)
-        audio *= normalize_gain(measured, np.repeat(latents.input_db, latents.channels))[:, None]
-    if latents.original_sample_rate != vae.sample_rate:
-        audio = resample_long(audio, vae.sample_rate, latents.original_sample_rate)
-    length = latents.original_length
-    if audio.shape[-1] < length:
-        audio = np.pad(audio, ((0, 0), (0, length - audio.shape[-1])))
-    audio = audio[:, :length].reshape(-1, latents.channels, length)
-    return DecodedAudio(audio, latents.original_sample_rate)
+        audio *= normalize_gain(measured, np.repeat(input_db, channels))[:, None]
+    if rate != vae.sample_rate:
+        audio = resample_long(audio, vae.sample_rate, rate)
+    if audio.shape[-1] < original_length:
+        audio = np.pad(audio, ((0, 0), (0, original_length - audio.shape[-1])))
+    audio = audio[:, :original_length].reshape(-1, channels, original_length)
+    return DecodedAudio(audio, rate)
 
 
 __all__ = ["LatentFile", "check_fits", "decode", "encode"]

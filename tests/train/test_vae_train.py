@@ -152,3 +152,28 @@ def test_bad_vae_configs_are_one_line_errors(overrides, message, tmp_path):
                          capture_output=True, text=True, cwd=ROOT, timeout=300,
                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert res.returncode == 1 and message in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+
+
+def test_fine_tuning_starts_from_a_vae_checkpoint(tmp_path):
+    """train.py --generator_weights with ``model: vae``: the original's checkpoint.pt, strictly matched."""
+    pytest.importorskip("torch")
+    import dataclasses
+
+    import train as train_script
+    from dac_jax import init_vae
+    from dac_jax.errors import UsageError
+    from dac_jax.train.config import TrainConfig
+
+    config = TrainConfig(step=tiny.VAE_STEP)
+    vae = init_vae(config.step.model, seed=5)
+    checkpoint = vae.export_torch(tmp_path / "checkpoint.pt")
+    generator, discriminator = train_script._fine_tune_weights(config, str(checkpoint), None)
+    assert discriminator is None
+    jax.tree_util.tree_map(np.testing.assert_array_equal, generator, vae.variables["params"])
+    # a dac-jax folder works too
+    generator, _ = train_script._fine_tune_weights(config, str(vae.save(tmp_path / "folder")), None)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, generator, vae.variables["params"])
+
+    other = TrainConfig(step=dataclasses.replace(config.step, model=dataclasses.replace(config.step.model, decoder_dim=16)))
+    with pytest.raises(UsageError, match="is not the configured VAE"):
+        train_script._fine_tune_weights(other, str(checkpoint), None)

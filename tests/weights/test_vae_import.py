@@ -198,3 +198,31 @@ def test_objects_beyond_plain_data_are_refused_with_a_way_out(checkpoint_pt, tmp
     unsafe = save(tmp_path / "unsafe.pt", {**torch_state(checkpoint_pt), "tracker": Path("/")})
     with pytest.raises(WeightsError, match=r"(?s)unsafe.pt: not a readable PyTorch checkpoint.*weights_only=False"):
         dac_jax.load_vae(unsafe)
+
+
+def test_native_folders_and_exported_checkpoints_round_trip(torch_tiny, checkpoint_pt, tmp_path):
+    """VAECodec.save / load_vae of the folder (no torch), export_torch read back strictly by the
+    PyTorch rendition of the original, and each loader naming the other model's files."""
+    vae = dac_jax.load_vae(checkpoint_pt)
+    folder = vae.save(tmp_path / "folder")
+    back = dac_jax.load_vae(folder)
+    assert back.config == TINY
+    jax.tree_util.tree_map(np.testing.assert_array_equal, back.variables, vae.variables)
+    with pytest.raises(WeightsError, match="holds the DAC-VAE"):
+        dac_jax.load_vae(folder, config="vae24khz-x2")
+    with pytest.raises(WeightsError, match="a DAC-VAE checkpoint folder, not a DAC model"):
+        dac_jax.load_model(folder)
+    with pytest.raises(WeightsError, match="a DAC checkpoint folder, not a DAC-VAE"):
+        dac_jax.load_vae(dac_jax.init_model("tiny").save(tmp_path / "dac"))
+
+    exported = vae.export_torch(tmp_path / "exported.pt")
+    data = torch_state(exported)
+    assert data["config"]["vae"]["encoder_rates"] == [2, 3] and data["config"]["vae"]["d_in"] == 1
+    from tests import vae_reference
+
+    other = vae_reference.torch_vae(TINY, seed=99)
+    other.load_state_dict(data["generator"], strict=True)  # the original's layout, every key
+    for name, tensor in torch_tiny.state_dict().items():
+        np.testing.assert_array_equal(other.state_dict()[name].numpy(), tensor.numpy(), err_msg=name)
+    with pytest.raises(WeightsError, match="a DAC-VAE checkpoint, not a DAC model; load it with dac_jax.load_vae"):
+        dac_jax.load_model(exported)

@@ -6,6 +6,7 @@ on demand.
 
 from dac_jax.api import Codec, VAECodec, init_model, init_vae, load_model, load_vae
 from dac_jax.codec.dacfile import DACFile
+from dac_jax.codec.latentfile import LatentFile
 from dac_jax.errors import (
     AudioError,
     DacJaxError,
@@ -35,6 +36,7 @@ __all__ = [
     "EncodeOutput",
     "EquivalenceError",
     "FileFormatError",
+    "LatentFile",
     "MissingDependencyError",
     "PRESETS",
     "UsageError",

@@ -2,7 +2,7 @@
 PyTorch DAC, in one run; and whole-file throughput of both.
 
     .venv/bin/python -m benchmarks.window_sweep [--model_type 44khz] [--windows 0.37 0.38 ... 20]
-        [--reps 3] [--file_seconds 60] [--device cpu|gpu] [--output results]
+        [--reps 3] [--file_seconds 60] [--device cpu|gpu] [--output results] [--winograd 2|4]
 
 Per window ``w``, both implementations run the original's chunk computation on one chunk: compress
 encodes ``n_samples = ceil(int(w * sr) / hop) * hop`` samples with the unpadded model (the
@@ -16,7 +16,10 @@ each chunk advances, so the real-time factor is hop duration / chunk time.
 Weights are random (seeded), as weights do not change the arithmetic. FLOPs come from XLA's cost
 analysis of the compiled chunk function; the machine's peak is a measured float32 matrix product.
 Results go to ``<output>/<device>_<date>/``: ``window_sweep.csv``, ``window_sweep.md``,
-``window_sweep.png``.
+``window_sweep.png``. Each window also reports how many of dac-jax's codes equal the original's on
+that chunk. ``--winograd m`` runs dac-jax with the opt-in Winograd F(m, 7) convolutions
+(:mod:`dac_jax.nn.winograd`; results under ``<device>_<date>_winograd<m>/``); its GFLOP/s are then
+the FLOPs it executes, fewer than the direct convolutions'.
 """
 
 from __future__ import annotations
@@ -154,7 +157,8 @@ def sweep(original: Original, ours: Ours, windows, reps: int, seed: int = 0) -> 
         jax_compile_enc, codes = _timed(ours.compress_chunk, audio)
         jax_compile_dec, _ = _timed(ours.decompress_chunk, codes)
         torch_codes = original.torch.from_numpy(np.asarray(codes, np.int64)).to(original.device)
-        torch_first_enc, _ = _timed(original.compress_chunk, audio)
+        torch_first_enc, their_codes = _timed(original.compress_chunk, audio)
+        row["code_match"] = float(np.mean(np.asarray(codes) == their_codes.cpu().numpy()))
         torch_first_dec, _ = _timed(original.decompress_chunk, torch_codes)
         times = {k: [] for k in ("jax_compress", "torch_compress", "jax_decompress", "torch_decompress")}
         for _ in range(reps):
@@ -276,24 +280,25 @@ def markdown(rows, files, env, peak, model_type) -> str:
     lines = [
         f"Model {model_type}, random weights (weights do not change the arithmetic). {env['versions']}.",
         f"Device: {env.get('gpu', env['cpu'])} ({env['cpu_count']} CPU threads, torch {env['torch_threads']}); "
-        f"measured float32 matmul peak {peak:.0f} GFLOP/s. {env['date']}.",
+        f"measured float32 matmul peak {peak:.0f} GFLOP/s. {env['date']}. {env.get('convolutions', '')}",
         "",
         "Time per chunk, median of the timed rounds (min-max), and speed-up of dac-jax over the original:",
         "",
         "| window (s) | hop (samples / ms) | compress dac-jax (ms) | compress original (ms) | speed-up | "
-        "decompress dac-jax (ms) | decompress original (ms) | speed-up | dac-jax GFLOP/s (c / d) | RTF dac-jax (c / d) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "decompress dac-jax (ms) | decompress original (ms) | speed-up | dac-jax GFLOP/s (c / d) | RTF dac-jax (c / d) "
+        "| codes equal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "note" in r:
-            lines.append(f"| {r['window_s']:g} | {r['hop_samples']} | {r['note']} | | | | | | | |")
+            lines.append(f"| {r['window_s']:g} | {r['hop_samples']} | {r['note']} | | | | | | | | |")
             continue
         ms = lambda k: f"{r[k + '_median_s'] * 1e3:.0f} ({r[k + '_min_s'] * 1e3:.0f}-{r[k + '_max_s'] * 1e3:.0f})"  # noqa: E731
         lines.append(
             f"| {r['window_s']:g} | {r['hop_samples']} / {r['hop_ms']:.1f} | {ms('jax_compress')} | {ms('torch_compress')} | "
             f"**{r['compress_speedup']:.2f}x** | {ms('jax_decompress')} | {ms('torch_decompress')} | "
             f"**{r['decompress_speedup']:.2f}x** | {r['jax_compress_gflops_per_s']:.0f} / {r['jax_decompress_gflops_per_s']:.0f} | "
-            f"{r['jax_compress_rtf']:.1f} / {r['jax_decompress_rtf']:.1f} |"
+            f"{r['jax_compress_rtf']:.1f} / {r['jax_decompress_rtf']:.1f} | {100 * r['code_match']:.2f}% |"
         )
     lines += ["", "First calls (dac-jax: compilation; original: first-call allocation), seconds:", "",
               "| window (s) | dac-jax compress | dac-jax decompress | original compress | original decompress |",
@@ -352,6 +357,8 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=4, help="windows per call in independent mode")
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--output", default="results")
+    parser.add_argument("--winograd", type=int, choices=[2, 4], default=None,
+                        help="dac-jax with the opt-in Winograd F(m, 7) convolutions")
     args = parser.parse_args()
 
     if args.device == "cpu":
@@ -365,9 +372,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         original = Original(args.model_type, args.device, Path(tmp))
         ours = Ours(original.path)
+        ours.codec.winograd = args.winograd
+        env["convolutions"] = (f"dac-jax with Winograd F({args.winograd}, 7) for its kernel-7 convolutions of >= 256 "
+                               "input channels (opt-in)") if args.winograd else "dac-jax with direct convolutions (default)"
         rows = sweep(original, ours, args.windows, args.reps)
         files = whole_file(original, ours, args.file_seconds, args.file_window, args.batch_size) if args.file_seconds else []
-    name = f"{args.device}_{datetime.date.today().isoformat()}"
+    name = f"{args.device}_{datetime.date.today().isoformat()}" + (f"_winograd{args.winograd}" if args.winograd else "")
     folder = Path(args.output) / name
     write_outputs(folder, rows, files, env, peak, args.model_type)
     print(f"\nwrote {folder}/window_sweep.csv, .md, .png")

@@ -76,6 +76,7 @@ class _Model:
     """A Flax model with its variables: the parts the DAC and DAC-VAE facades share."""
 
     _fold_kwargs: dict = {}
+    _winograd: Optional[int] = None
 
     def __init__(self, config, module, variables: dict, source: Optional[str] = None):
         self.config = config
@@ -94,6 +95,22 @@ class _Model:
         self._inference_variables = None
 
     @property
+    def winograd(self) -> Optional[int]:
+        """Opt-in experiment: ``2`` or ``4`` runs the wide kernel-7 convolutions as Winograd F(m, 7)
+        (:mod:`dac_jax.nn.winograd`); ``None`` (default) keeps direct convolutions, whose float32
+        results follow the original's. Setting it refolds the inference variables."""
+        return self._winograd
+
+    @winograd.setter
+    def winograd(self, m: Optional[int]) -> None:
+        from dac_jax.nn.winograd import POINTS
+
+        if m is not None and m not in POINTS:
+            raise UsageError(f"winograd must be one of {sorted(POINTS)} or None; got {m!r}")
+        self._winograd = m
+        self._inference_variables = None
+
+    @property
     def inference_variables(self) -> dict:
         """``variables`` with every weight-normed conv folded into its kernel, once per load.
 
@@ -102,7 +119,9 @@ class _Model:
         """
         if self._inference_variables is None:
             probe = jnp.zeros((1, 1, self.config.hop_length), jnp.float32)
-            self._inference_variables = fold_variables(self.module, self._variables, probe, **self._fold_kwargs)
+            self._inference_variables = fold_variables(
+                self.module, self._variables, probe, winograd=self._winograd, **self._fold_kwargs
+            )
         return self._inference_variables
 
     def __repr__(self) -> str:

@@ -22,7 +22,10 @@ from dac_jax.nn.geometry import ConvGeometry
 from dac_jax.nn.layers import FOLDED, WNConv1d, fold_kernel, weight_norm
 
 
-def fold_variables(module: nn.Module, variables: dict, *args: Any, method: Any = None, **kwargs: Any) -> dict:
+def fold_variables(
+    module: nn.Module, variables: dict, *args: Any, method: Any = None, winograd: int | None = None,
+    winograd_min_channels: int = 256, **kwargs: Any,
+) -> dict:
     """``variables`` for ``module`` with its weight-normed convolutions folded.
 
     ``args`` must reach every convolution (for DAC: the forward pass on a short clip, which runs
@@ -30,6 +33,10 @@ def fold_variables(module: nn.Module, variables: dict, *args: Any, method: Any =
     only to find each convolution's path and geometry; the kernels are then folded directly from
     the parameters. The result applies to the padded and the unpadded module alike and gives the
     same outputs up to float rounding.
+
+    ``winograd=m`` (2 or 4; an experiment, off by default) stores the kernel-7, stride-1
+    convolutions with at least ``winograd_min_channels`` input channels as Winograd F(m, 7)
+    transforms (:mod:`dac_jax.nn.winograd`): fewer multiplications, larger float32 rounding.
     """
     if FOLDED in variables:
         return variables
@@ -52,8 +59,19 @@ def fold_variables(module: nn.Module, variables: dict, *args: Any, method: Any =
         conv = owner.pop(path[-1])
         v, g = np.asarray(conv["weight_v"]), np.asarray(conv["weight_g"])
         kernel = np.ascontiguousarray(fold_kernel(weight_norm(v, g), geometry))
+        if winograd and _winograd_applies(geometry, v.shape[1], winograd_min_channels):
+            from dac_jax.nn.winograd import transform_kernel
+
+            target[path[-1]] = {"winograd_kernel": jnp.asarray(transform_kernel(kernel, winograd)), "bias": conv["bias"]}
+            continue
         target[path[-1]] = {"kernel": jnp.asarray(kernel), "bias": conv["bias"]}
     result = {k: v for k, v in variables.items() if k != "params"}
     result["params"] = params
     result[FOLDED] = folded
     return result
+
+
+def _winograd_applies(geometry: ConvGeometry, in_channels: int, min_channels: int) -> bool:
+    # small channel counts lose: the transforms are memory-bound there (benchmarks/RESULTS.md)
+    plain = not geometry.transposed and geometry.stride == 1
+    return plain and geometry.kernel == 7 and in_channels >= min_channels

@@ -1,0 +1,107 @@
+"""Winograd (Toom-Cook) minimal filtering for the kernel-7 convolutions: an opt-in experiment.
+
+A correlation of ``m`` consecutive outputs with an ``r``-tap kernel takes ``m * r`` products per
+channel pair directly and ``n = m + r - 1`` with Winograd's F(m, r)::
+
+    y = A^T [ (G g) * (B^T d) ]        d: n inputs of a tile, g: the r taps, y: m outputs
+
+so the channel-mixing matrix products of a kernel-7 convolution shrink by ``7 m / n`` (1.75x for
+F(2, 7), 2.8x for F(4, 7)). The transforms come from the interpolation points: ``G`` evaluates
+the kernel polynomial at the ``n`` points (one of them infinity), ``A^T`` does the same for the
+outputs, and ``B^T`` is the transposed inverse of the ``n x n`` evaluation (Vandermonde) matrix,
+by the transposition principle applied to Toom-Cook's linear convolution.
+
+The results are the same sums in another order and through rational transforms: float32 errors
+grow with ``m`` (the points' spread), so codes may differ from the direct convolution's where two
+codebook entries are nearly tied. Measured in ``benchmarks/RESULTS.md``; not used unless asked for
+(``fold_variables(..., winograd=m)``).
+"""
+
+from __future__ import annotations
+
+import functools
+from fractions import Fraction
+
+import jax.numpy as jnp
+import numpy as np
+
+#: Interpolation points per output tile size (infinity is the last point of every set).
+POINTS = {
+    2: (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2)),
+    4: (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2), 3, -3),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def transforms(m: int, r: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(A^T [m, n], G [n, r], B^T [n, n])`` of F(m, r), computed exactly (fractions), as float64."""
+    n = m + r - 1
+    points = POINTS[m]
+    if len(points) != n - 1:
+        raise ValueError(f"F({m}, {r}) needs {n - 1} finite points, have {len(points)}")
+
+    def evaluation(degree: int) -> list[list[Fraction]]:
+        # rows: the points, then infinity (the leading coefficient); columns: coefficients 0..degree-1
+        rows = [[Fraction(a) ** p for p in range(degree)] for a in points]
+        rows.append([Fraction(int(p == degree - 1)) for p in range(degree)])
+        return rows
+
+    a = evaluation(m)
+    g = evaluation(r)
+    v = evaluation(n)
+    v_inv = _inverse(v)
+    a_t = [[a[nu][i] for nu in range(n)] for i in range(m)]
+    b_t = [[v_inv[j][nu] for j in range(n)] for nu in range(n)]  # (V^-1)^T
+    as_float = lambda rows: np.array([[float(x) for x in row] for row in rows])  # noqa: E731
+    return as_float(a_t), as_float(g), as_float(b_t)
+
+
+def _inverse(matrix: list[list[Fraction]]) -> list[list[Fraction]]:
+    """Gauss-Jordan inverse over the rationals (the matrices are at most 10 x 10)."""
+    n = len(matrix)
+    work = [row[:] + [Fraction(int(i == j)) for j in range(n)] for i, row in enumerate(matrix)]
+    for col in range(n):
+        pivot = next(i for i in range(col, n) if work[i][col] != 0)
+        work[col], work[pivot] = work[pivot], work[col]
+        scale = work[col][col]
+        work[col] = [x / scale for x in work[col]]
+        for i in range(n):
+            if i != col and work[i][col] != 0:
+                factor = work[i][col]
+                work[i] = [x - factor * y for x, y in zip(work[i], work[col])]
+    return [row[n:] for row in work]
+
+
+def transform_kernel(kernel: np.ndarray, m: int) -> np.ndarray:
+    """A folded ``WIO`` kernel ``[r, in, out]`` -> ``U [n, in, out]`` (``G g`` per channel pair), float32."""
+    _, g, _ = transforms(m, kernel.shape[0])
+    return np.einsum("vk,kio->vio", g, np.asarray(kernel, np.float64)).astype(np.float32)
+
+
+def conv1d(x: jnp.ndarray, u: jnp.ndarray, m: int, dilation: int = 1, padding: tuple[int, int] = (0, 0)) -> jnp.ndarray:
+    """Channels-last ``x [B, L, in]`` correlated with the kernel whose transform is ``u [n, in, out]``.
+
+    The same result as ``lax.conv_general_dilated`` with that kernel, ``rhs_dilation=dilation`` and
+    ``padding`` (up to float rounding). A dilated convolution is ``dilation`` interleaved undilated
+    ones: the phases go to the batch axis.
+    """
+    a_t, _, b_t = transforms(m, u.shape[0] - m + 1)
+    n = u.shape[0]
+    r = n - m + 1
+    batch, _, channels = x.shape
+    x = jnp.pad(x, ((0, 0), padding, (0, 0)))
+    length = x.shape[1]
+    out_length = length - (r - 1) * dilation
+    # phases: x[:, q * d + p] -> [B * d, q]
+    per_phase = -(-length // dilation)
+    phase_out = per_phase - (r - 1)
+    tiles = -(-phase_out // m)
+    total = tiles * m + r - 1
+    x = jnp.pad(x, ((0, 0), (0, total * dilation - length), (0, 0)))
+    x = x.reshape(batch, total, dilation, channels).transpose(0, 2, 1, 3).reshape(batch * dilation, total, channels)
+    d = jnp.stack([x[:, j : j + tiles * m : m] for j in range(n)], axis=2)  # [N, tiles, n, in]
+    v = jnp.einsum("ntjc,vj->vntc", d, jnp.asarray(b_t, x.dtype))
+    prod = jnp.einsum("vntc,vco->vnto", v, u)  # n matrix products [N * tiles, in] @ [in, out]
+    y = jnp.einsum("vnto,iv->ntio", prod, jnp.asarray(a_t, x.dtype))
+    y = y.reshape(batch, dilation, tiles * m, -1).transpose(0, 2, 1, 3).reshape(batch, tiles * m * dilation, -1)
+    return y[:, :out_length]

@@ -1,0 +1,69 @@
+"""The opt-in Winograd F(m, 7) convolutions: exact transforms, equal to XLA's convolution, in the model."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import dac_jax
+from dac_jax import api
+from dac_jax.errors import UsageError
+from dac_jax.nn import winograd
+from dac_jax.nn.fold import fold_variables
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_transforms_compute_the_correlation_exactly_in_float64(m):
+    a_t, g, b_t = winograd.transforms(m)
+    assert a_t.shape == (m, m + 6) and g.shape == (m + 6, 7) and b_t.shape == (m + 6, m + 6)
+    rng = np.random.default_rng(m)
+    for _ in range(5):
+        d, k = rng.standard_normal(m + 6), rng.standard_normal(7)
+        direct = np.array([d[i : i + 7] @ k for i in range(m)])
+        np.testing.assert_allclose(a_t @ ((g @ k) * (b_t @ d)), direct, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("m, tolerance", [(2, 2e-6), (4, 2e-5)])
+@pytest.mark.parametrize("dilation, padding, length", [(1, (3, 3), 101), (3, (9, 9), 64), (9, (27, 27), 300), (3, (0, 0), 77)])
+def test_conv1d_equals_xlas_dilated_convolution(m, tolerance, dilation, padding, length):
+    rng = np.random.default_rng(dilation)
+    x = jnp.asarray(rng.standard_normal((2, length, 24)), jnp.float32)
+    kernel = (rng.standard_normal((7, 24, 16)) / 10).astype(np.float32)
+    direct = lax.conv_general_dilated(x, kernel, (1,), [padding], rhs_dilation=(dilation,),
+                                      dimension_numbers=("NWC", "WIO", "NWC"), precision=lax.Precision.HIGHEST)
+    ours = winograd.conv1d(x, jnp.asarray(winograd.transform_kernel(kernel, m)), m, dilation, padding)
+    assert ours.shape == direct.shape
+    scale = float(jnp.max(jnp.abs(direct)))
+    assert float(jnp.max(jnp.abs(ours - direct))) <= tolerance * scale
+
+
+def test_folded_winograd_variables_run_the_model_within_float_rounding():
+    codec = dac_jax.init_model("tiny", seed=2)
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 1, 1600)).astype(np.float32)
+    probe = jnp.zeros((1, 1, codec.hop_length), jnp.float32)
+    direct = api._forward(codec.module, codec.inference_variables, audio, None)
+    folded = fold_variables(codec.module, codec.variables, probe, winograd=4, winograd_min_channels=1)
+    n_winograd = sum(1 for path in _paths(folded["folded"]) if path[-1] == "winograd_kernel")
+    assert n_winograd == 15  # 3 per residual block (2 + 2 blocks), the first encoder conv, the decoder's first and last
+    out = api._forward(codec.module, folded, audio, None)
+    assert float(np.mean(np.asarray(out.codes) == np.asarray(direct.codes))) >= 0.99
+    np.testing.assert_allclose(out.z, direct.z, atol=1e-4 * float(np.max(np.abs(direct.z))))
+
+
+def test_the_facade_opt_in_refolds_and_checks_its_value():
+    codec = dac_jax.init_model("tiny", seed=2)
+    assert codec.winograd is None and "winograd_kernel" not in str(_paths(codec.inference_variables["folded"]))
+    codec.winograd = 2  # the tiny model has no convolution of 256+ channels: nothing changes
+    assert codec.winograd == 2 and "winograd_kernel" not in str(_paths(codec.inference_variables["folded"]))
+    with pytest.raises(UsageError, match="winograd must be one of"):
+        codec.winograd = 3
+
+
+def _paths(tree, prefix=()):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _paths(value, prefix + (key,))
+        else:
+            yield prefix + (key,)

@@ -41,14 +41,19 @@ def _load_codec(args):
     vae = _is_vae(args)
     if args.weights_path:
         if vae:
-            return load_vae(args.weights_path, default_config=args.model_type if args.model_type in VAE_TYPES else None)
-        return load_model(args.weights_path)
+            model = load_vae(args.weights_path, default_config=args.model_type if args.model_type in VAE_TYPES else None)
+        else:
+            model = load_model(args.weights_path)
+        model.winograd = getattr(args, "winograd", None)
+        return model
     if vae:
         raise WeightsError(
             f"no download is known for DAC-VAE weights ({args.model_type}); pass --weights_path: the original's "
             "checkpoint.pt, a bare generator state dict, or a dac-jax folder (VAECodec.save)"
         )
-    return load_model(args.model_type, model_bitrate=args.model_bitrate, tag=args.model_tag)
+    model = load_model(args.model_type, model_bitrate=args.model_bitrate, tag=args.model_tag)
+    model.winograd = getattr(args, "winograd", None)
+    return model
 
 
 def _normalize_db(value: str):
@@ -123,6 +128,9 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="seconds of audio per chunk (bounds device memory)")
     p.add_argument("--batch_size", type=int, default=4, help="chunks per compiled call")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--winograd", type=int, choices=[2, 4], default=None,
+                   help="experimental: Winograd F(m, 7) for the wide kernel-7 convolutions (faster on CPU, "
+                   "float32 results no longer follow the original's summation; see benchmarks/RESULTS.md)")
 
 
 def _load_weights(args):

@@ -143,3 +143,22 @@ def test_dac_files_that_do_not_fit_are_reported(tmp_path, weights):
     assert "a.dac" in out and "another sample rate or hop" in out  # made by the tiny-odd model (hop 10)
     assert "truncated.dac" in out
     assert not (tmp_path / "d").exists() or not any((tmp_path / "d").rglob("*.wav"))
+
+
+def test_the_winograd_opt_in_gives_the_same_codes(tmp_path):
+    # residual units of 256 channels in the encoder's last block and the decoder's first: Winograd runs there
+    config = dac_jax.DACConfig(encoder_dim=64, encoder_rates=(2, 4, 8), latent_dim=64, decoder_dim=512,
+                               decoder_rates=(8, 4, 2), n_codebooks=4, codebook_size=64, sample_rate=16000)
+    weights = dac_jax.Codec(config, dac_jax.model.dac.init_variables(config, seed=3)).save(tmp_path / "w")
+    sf.write(tmp_path / "a.wav", clip(1.0, 16000), 16000, subtype="FLOAT")
+    for name, extra in (("direct", []), ("winograd", ["--winograd", "4"])):
+        res = run("encode", tmp_path / "a.wav", "--output", tmp_path / name, "--weights_path", weights, "--quiet", *extra)
+        assert res.returncode == 0, res.stderr
+    direct = dac_jax.DACFile.load(tmp_path / "direct" / "a.dac").codes
+    winograd = dac_jax.DACFile.load(tmp_path / "winograd" / "a.dac").codes
+    assert direct.shape == winograd.shape and np.mean(direct == winograd) >= 0.99
+    np.testing.assert_array_equal(direct[:, 0], winograd[:, 0])
+    res = run("decode", tmp_path / "winograd", "--output", tmp_path / "out", "--weights_path", weights, "--quiet",
+              "--winograd", "2")
+    assert res.returncode == 0, res.stderr
+    assert sf.info(str(tmp_path / "out" / "a.wav")).frames == 16000

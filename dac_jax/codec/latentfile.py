@@ -167,9 +167,12 @@ def load(path: PathLike) -> LatentFile:
 
 def _build(arrays: dict, meta: dict, fields: list[str], where: str) -> LatentFile:
     values = {k: meta[k] for k in fields}
-    values["input_db"] = np.asarray(meta["input_db"], dtype=np.float64) if isinstance(meta["input_db"], list) else None
-    if values["input_db"] is None:
-        raise FileFormatError(f"{where}: input_db must be a list of numbers")
+    try:
+        if not isinstance(meta["input_db"], list):
+            raise TypeError
+        values["input_db"] = np.asarray(meta["input_db"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise FileFormatError(f"{where}: input_db must be a list of numbers, got {meta['input_db']!r}") from None
     latents = LatentFile(**arrays, **values)
     for key in ("latent_dim", "frame_rate"):
         derived = getattr(latents, key)

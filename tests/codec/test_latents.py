@@ -162,6 +162,8 @@ def saved(tiny, tmp_path):
         (lambda p, o: _rewrite(p, o, meta={"length": 5}), "latent frames, but 5 samples"),
         (lambda p, o: _rewrite(p, o, meta={"channels": 2}), "not a multiple of channels=2"),
         (lambda p, o: _rewrite(p, o, meta={"latent": "maybe"}), "latent must be one of"),
+        (lambda p, o: _rewrite(p, o, meta={"input_db": ["loud"]}), "input_db must be a list of numbers"),
+        (lambda p, o: _rewrite(p, o, meta={"sample_rate": "24k"}), "sample_rate must be an int"),
         (lambda p, o: _rewrite(p, o, mu=np.zeros((1, 8, 3), np.float32)), "mu has shape"),
         (lambda p, o: _rewrite(p, o, z=np.full((1, 8, 50), np.nan, np.float32)), "z contains NaN"),
         (lambda p, o: _rewrite(p, o, logs=np.zeros((1, 8, 50), np.int32)), "logs must be a float array"),

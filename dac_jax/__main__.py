@@ -39,20 +39,18 @@ def _load_codec(args):
     from dac_jax.errors import WeightsError
 
     vae = _is_vae(args)
-    if args.weights_path:
-        if vae:
-            model = load_vae(args.weights_path, default_config=args.model_type if args.model_type in VAE_TYPES else None)
-        else:
-            model = load_model(args.weights_path)
-        model.winograd = getattr(args, "winograd", None)
-        return model
-    if vae:
+    if args.weights_path and vae:
+        model = load_vae(args.weights_path, default_config=args.model_type if args.model_type in VAE_TYPES else None)
+    elif args.weights_path:
+        model = load_model(args.weights_path)
+    elif vae:
         raise WeightsError(
             f"no download is known for DAC-VAE weights ({args.model_type}); pass --weights_path: the original's "
             "checkpoint.pt, a bare generator state dict, or a dac-jax folder (VAECodec.save)"
         )
-    model = load_model(args.model_type, model_bitrate=args.model_bitrate, tag=args.model_tag)
-    model.winograd = getattr(args, "winograd", None)
+    else:
+        model = load_model(args.model_type, model_bitrate=args.model_bitrate, tag=args.model_tag)
+    model.winograd = getattr(args, "winograd", None)  # convert / export have no such flag
     return model
 
 

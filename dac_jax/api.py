@@ -127,6 +127,12 @@ class _Model:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config}, source={self.source!r})"
 
+    def save(self, path: Union[str, Path], metadata: Optional[dict] = None) -> Path:
+        """Write dac-jax's own checkpoint folder (``load_model`` / ``load_vae`` read it without torch)."""
+        from dac_jax.weights.native import save_native
+
+        return save_native(path, self.variables, self.config, metadata)
+
     @property
     def sample_rate(self) -> int:
         return self.config.sample_rate
@@ -214,12 +220,6 @@ class Codec(_Model):
         return decompress(self, source, win_duration, batch_size, progress)
 
     # -- saving ------------------------------------------------------------------------------------
-
-    def save(self, path: Union[str, Path], metadata: Optional[dict] = None) -> Path:
-        """Write dac-jax's own checkpoint folder (loads without torch)."""
-        from dac_jax.weights.native import save_native
-
-        return save_native(path, self.variables, self.config, metadata)
 
     def export_torch(self, path: Union[str, Path]) -> Path:
         """Write a released-format ``.pth`` that the original ``dac`` loads (needs torch)."""
@@ -336,12 +336,6 @@ class VAECodec(_Model):
         return latents.decode(self, source, win_duration, batch_size, progress)
 
     # -- saving ------------------------------------------------------------------------------------
-
-    def save(self, path: Union[str, Path], metadata: Optional[dict] = None) -> Path:
-        """Write dac-jax's own checkpoint folder (``load_vae`` reads it without torch)."""
-        from dac_jax.weights.native import save_native
-
-        return save_native(path, self.variables, self.config, metadata)
 
     def export_torch(self, path: Union[str, Path]) -> Path:
         """Write a ``checkpoint.pt`` the original's inference loads (``{"generator", "config"}``; needs torch)."""

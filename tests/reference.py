@@ -63,6 +63,18 @@ def load_torch(path: Path):
     return dac.DAC.load(str(path)).eval()
 
 
+def to_parametrizations(model):
+    """``model`` with every old-style weight norm (``weight_g`` / ``weight_v``) re-applied in PyTorch
+    >= 2.1's style, whose state dict names ``parametrizations.weight.original0/1`` (in place)."""
+    import torch
+
+    for module in model.modules():
+        if hasattr(module, "weight_g"):
+            torch.nn.utils.remove_weight_norm(module)
+            torch.nn.utils.parametrizations.weight_norm(module)
+    return model
+
+
 def test_signals(sample_rate: int, lengths=(0.5, 0.75, 1.0)) -> dict[str, np.ndarray]:
     """Noise, a sine sweep and a speech-like signal, each a batch of 3 with different lengths
     zero-padded to the longest: ``{name: float32 [3, 1, T]}``."""

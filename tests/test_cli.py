@@ -74,21 +74,29 @@ def test_module_entry_point_and_single_files(tmp_path, weights):
     assert "encoded 1 file: 0.5 s of audio" in res.stdout
 
 
+BAD_INPUTS = ("text.wav", "empty.wav", "nan.wav", "six.wav")
+
+
+def write_bad_inputs(src: Path, rate: int) -> None:
+    """A folder with one good file and the four bad ones of BAD_INPUTS (not audio, empty, NaN, 6 channels)."""
+    src.mkdir()
+    sf.write(src / "good.wav", clip(0.6, rate), rate)
+    (src / "text.wav").write_text("this is not a wav file")
+    sf.write(src / "empty.wav", np.zeros((0, 1)), rate)
+    bad = clip(0.3, rate)
+    bad[100] = np.nan
+    sf.write(src / "nan.wav", bad, rate, subtype="FLOAT")
+    sf.write(src / "six.wav", clip(0.3, rate, channels=6), rate)
+
+
 def test_bad_files_are_reported_and_the_rest_still_run(tmp_path, weights):
     src = tmp_path / "in"
-    src.mkdir()
-    sf.write(src / "good.wav", clip(0.6, 16000), 16000)
-    (src / "text.wav").write_text("this is not a wav file")
-    sf.write(src / "empty.wav", np.zeros((0, 1)), 16000)
-    bad = clip(0.3, 16000)
-    bad[100] = np.nan
-    sf.write(src / "nan.wav", bad, 16000, subtype="FLOAT")
-    sf.write(src / "six.wav", clip(0.3, 16000, channels=6), 16000)
+    write_bad_inputs(src, 16000)
     res = run("encode", src, "--output", tmp_path / "out", "--weights_path", weights, "--quiet")
     assert res.returncode == 1
     errors = [line for line in res.stderr.splitlines() + res.stdout.splitlines() if line.startswith("error: ")]
     assert len(errors) == 4, res.stdout + res.stderr
-    for name in ("text.wav", "empty.wav", "nan.wav", "six.wav"):
+    for name in BAD_INPUTS:
         assert any(name in e for e in errors), name
     assert "Traceback" not in res.stderr
     assert "encoded 1 file, 4 failed" in res.stdout

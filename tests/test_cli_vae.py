@@ -8,7 +8,7 @@ import soundfile as sf
 
 import dac_jax
 from dac_jax.codec import latentfile
-from tests.test_cli import clip, make_tree, run
+from tests.test_cli import BAD_INPUTS, clip, make_tree, run, write_bad_inputs
 
 
 @pytest.fixture(scope="module")
@@ -91,21 +91,14 @@ def test_a_bare_state_dict_needs_the_model_type_and_checkpoints_convert(tmp_path
 
 def test_bad_files_are_reported_and_the_rest_still_run(tmp_path, weights):
     src = tmp_path / "in"
-    src.mkdir()
-    sf.write(src / "good.wav", clip(0.3, 24000), 24000)
-    (src / "text.wav").write_text("this is not a wav file")
-    sf.write(src / "empty.wav", np.zeros((0, 1)), 24000)
-    bad = clip(0.3, 24000)
-    bad[100] = np.nan
-    sf.write(src / "nan.wav", bad, 24000, subtype="FLOAT")
-    sf.write(src / "six.wav", clip(0.3, 24000, channels=6), 24000)
+    write_bad_inputs(src, 24000)
     sf.write(src / "silence.wav", np.zeros((2000, 1)), 24000)
     sf.write(src / "short.wav", clip(0.0001, 24000), 24000)  # 2 samples, less than one hop
     res = run("encode", src, "--output", tmp_path / "out", "--weights_path", weights, "--quiet")
     assert res.returncode == 1
     errors = [line for line in res.stderr.splitlines() + res.stdout.splitlines() if line.startswith("error: ")]
     assert len(errors) == 4, res.stdout + res.stderr
-    for name in ("text.wav", "empty.wav", "nan.wav", "six.wav"):
+    for name in BAD_INPUTS:
         assert any(name in e for e in errors), name
     assert "Traceback" not in res.stderr and "encoded 3 files, 4 failed" in res.stdout
     assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["good.npz", "short.npz", "silence.npz"]

@@ -211,13 +211,21 @@ def decompress(
     target = np.repeat(np.asarray(dacfile.input_db, np.float32).reshape(-1), dacfile.channels)
     if target.shape[0] != items:
         target = np.broadcast_to(np.asarray(dacfile.input_db, np.float32).reshape(-1), (items,))
-    measured = np.asarray(loudness(audio[:, None, :], codec.sample_rate), np.float32).reshape(items)
-    audio *= normalize_gain(measured, target)[:, None]
-    if dacfile.sample_rate != codec.sample_rate:
-        audio = resample_long(audio, codec.sample_rate, dacfile.sample_rate)
-    length = dacfile.original_length
+    restore_loudness(audio, codec.sample_rate, target)
+    return to_original(audio, codec.sample_rate, dacfile.sample_rate, dacfile.original_length, dacfile.channels)
+
+
+def restore_loudness(audio: np.ndarray, rate: int, target_db: np.ndarray) -> None:
+    """Scale each item of ``audio [items, T]`` in place so that it measures ``target_db [items]``."""
+    measured = np.asarray(loudness(audio[:, None, :], rate), np.float32).reshape(audio.shape[0])
+    audio *= normalize_gain(measured, target_db)[:, None]
+
+
+def to_original(audio: np.ndarray, model_rate: int, rate: int, length: int, channels: int) -> DecodedAudio:
+    """Decoded items ``[items, T]`` at ``model_rate`` back to the input's rate, length and channels."""
+    if rate != model_rate:
+        audio = resample_long(audio, model_rate, rate)
     if audio.shape[-1] < length:
         audio = np.pad(audio, ((0, 0), (0, length - audio.shape[-1])))
     # a view, not a copy: an hour of stereo audio is 1.3 GB
-    audio = audio[:, :length].reshape(-1, dacfile.channels, length)
-    return DecodedAudio(audio, dacfile.sample_rate)
+    return DecodedAudio(audio[:, :length].reshape(-1, channels, length), rate)

@@ -20,10 +20,8 @@ import jax
 import numpy as np
 
 from dac_jax.api import VAECodec
-from dac_jax.audio.loudness import loudness, normalize_gain
-from dac_jax.audio.resample import resample_long
 from dac_jax.codec import chunked
-from dac_jax.codec.compress import DecodedAudio, _check_options, prepare
+from dac_jax.codec.compress import DecodedAudio, _check_options, prepare, restore_loudness, to_original
 from dac_jax.codec.latentfile import LatentFile, load as load_latentfile
 from dac_jax.errors import FileFormatError
 
@@ -111,15 +109,8 @@ def decode(
     del z
     audio = audio[:, :length]
     if normalize_db is not None:  # undo the normalisation: back to the measured loudness
-        items = audio.shape[0]
-        measured = np.asarray(loudness(audio[:, None, :], vae.sample_rate), np.float32).reshape(items)
-        audio *= normalize_gain(measured, np.repeat(input_db, channels))[:, None]
-    if rate != vae.sample_rate:
-        audio = resample_long(audio, vae.sample_rate, rate)
-    if audio.shape[-1] < original_length:
-        audio = np.pad(audio, ((0, 0), (0, original_length - audio.shape[-1])))
-    audio = audio[:, :original_length].reshape(-1, channels, original_length)
-    return DecodedAudio(audio, rate)
+        restore_loudness(audio, vae.sample_rate, np.repeat(input_db, channels))
+    return to_original(audio, vae.sample_rate, rate, original_length, channels)
 
 
 __all__ = ["LatentFile", "check_fits", "decode", "encode"]

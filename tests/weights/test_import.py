@@ -70,14 +70,7 @@ def test_config_comes_from_the_file_kwargs(tiny_pth):
 
 def test_parametrizations_key_style_loads_equal(tiny_pth, tmp_path):
     """PyTorch >= 2.1 saves weight norm as parametrizations.weight.original0/1: both styles load."""
-    import torch
-
-    model = reference.load_torch(tiny_pth)
-    for module in model.modules():
-        if hasattr(module, "weight_g"):
-            torch.nn.utils.remove_weight_norm(module)
-            torch.nn.utils.parametrizations.weight_norm(module)
-    state = model.state_dict()
+    state = reference.to_parametrizations(reference.load_torch(tiny_pth)).state_dict()
     assert any(k.endswith("parametrizations.weight.original0") for k in state)
     new_style = save_state(tmp_path / "new.pth", state, torch_state(tiny_pth)["metadata"])
     out_old = dac_jax.load_model(tiny_pth)(SIGNAL)

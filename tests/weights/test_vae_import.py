@@ -135,14 +135,7 @@ def test_parametrizations_key_style_loads_equal(torch_tiny, checkpoint_pt, tmp_p
     """PyTorch >= 2.1 saves weight norm as parametrizations.weight.original0/1: both styles load."""
     import copy
 
-    import torch
-
-    model = copy.deepcopy(torch_tiny)
-    for module in model.modules():
-        if hasattr(module, "weight_g"):
-            torch.nn.utils.remove_weight_norm(module)
-            torch.nn.utils.parametrizations.weight_norm(module)
-    state = model.state_dict()
+    state = reference.to_parametrizations(copy.deepcopy(torch_tiny)).state_dict()
     assert any(k.endswith("parametrizations.weight.original0") for k in state)
     new_style = save(tmp_path / "new.pt", {**torch_state(checkpoint_pt), "generator": state})
     old, new = dac_jax.load_vae(checkpoint_pt), dac_jax.load_vae(new_style)

@@ -18,6 +18,7 @@ import numpy as np
 from jax import lax
 
 from dac_jax.nn.geometry import ConvGeometry
+from dac_jax.nn.trig import sin_squared
 
 
 # --------------------------------------------------------------------------------------------
@@ -35,8 +36,11 @@ def weight_norm(v: jax.Array, g: jax.Array) -> jax.Array:
 
 
 def snake(x: jax.Array, alpha: jax.Array) -> jax.Array:
-    """Snake activation ``x + 1 / (alpha + 1e-9) * sin(alpha * x) ** 2``; ``alpha`` broadcasts over x."""
-    return x + jnp.reciprocal(alpha + 1e-9) * jnp.square(jnp.sin(alpha * x))
+    """Snake activation ``x + 1 / (alpha + 1e-9) * sin(alpha * x) ** 2``; ``alpha`` broadcasts over x.
+
+    ``sin ** 2`` comes from :func:`dac_jax.nn.trig.sin_squared` (XLA's CPU ``sin`` is slow).
+    """
+    return x + jnp.reciprocal(alpha + 1e-9) * sin_squared(alpha * x)
 
 
 def fold_kernel(weight: jax.Array, geometry: ConvGeometry) -> jax.Array:

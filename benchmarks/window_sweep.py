@@ -373,8 +373,8 @@ def main() -> None:
         original = Original(args.model_type, args.device, Path(tmp))
         ours = Ours(original.path)
         ours.codec.winograd = args.winograd
-        env["convolutions"] = (f"dac-jax with Winograd F({args.winograd}, 7) for its kernel-7 convolutions of >= 256 "
-                               "input channels (opt-in)") if args.winograd else "dac-jax with direct convolutions (default)"
+        env["convolutions"] = (f"dac-jax with Winograd F({args.winograd}, 7) for its kernel-7 convolutions of >= 64 "
+                               "channels (opt-in)") if args.winograd else "dac-jax with direct convolutions (default)"
         rows = sweep(original, ours, args.windows, args.reps)
         files = whole_file(original, ours, args.file_seconds, args.file_window, args.batch_size) if args.file_seconds else []
     name = f"{args.device}_{datetime.date.today().isoformat()}" + (f"_winograd{args.winograd}" if args.winograd else "")

@@ -36,7 +36,7 @@ def main() -> None:
     codec.winograd = args.m
     winograd = codec.inference_variables
     module = codec.unpadded_module
-    print(f"{args.model_type}, Winograd F({args.m}, 7) on kernel-7 convolutions of >= 256 input channels\n")
+    print(f"{args.model_type}, Winograd F({args.m}, 7) on kernel-7 convolutions of >= 64 channels\n")
     print("| window (s) | compress direct (ms) | compress Winograd (ms) | gain | decompress direct (ms) | "
           "decompress Winograd (ms) | gain | codes equal | audio max abs diff |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -24,7 +24,7 @@ from dac_jax.nn.layers import FOLDED, WNConv1d, fold_kernel, weight_norm
 
 def fold_variables(
     module: nn.Module, variables: dict, *args: Any, method: Any = None, winograd: int | None = None,
-    winograd_min_channels: int = 256, **kwargs: Any,
+    winograd_min_channels: int = 64, **kwargs: Any,
 ) -> dict:
     """``variables`` for ``module`` with its weight-normed convolutions folded.
 
@@ -35,8 +35,10 @@ def fold_variables(
     same outputs up to float rounding.
 
     ``winograd=m`` (2 or 4; an experiment, off by default) stores the kernel-7, stride-1
-    convolutions with at least ``winograd_min_channels`` input channels as Winograd F(m, 7)
-    transforms (:mod:`dac_jax.nn.winograd`): fewer multiplications, larger float32 rounding.
+    convolutions with at least ``winograd_min_channels`` input and output channels as Winograd
+    F(m, 7) transforms (:mod:`dac_jax.nn.winograd`): fewer multiplications, larger float32
+    rounding. 64 covers every such convolution of the released models but the first and last
+    (one audio channel), which measured fastest (benchmarks/RESULTS.md).
     """
     if FOLDED in variables:
         return variables
@@ -59,7 +61,7 @@ def fold_variables(
         conv = owner.pop(path[-1])
         v, g = np.asarray(conv["weight_v"]), np.asarray(conv["weight_g"])
         kernel = np.ascontiguousarray(fold_kernel(weight_norm(v, g), geometry))
-        if winograd and _winograd_applies(geometry, v.shape[1], winograd_min_channels):
+        if winograd and _winograd_applies(geometry, min(v.shape[:2]), winograd_min_channels):
             from dac_jax.nn.winograd import transform_kernel
 
             target[path[-1]] = {"winograd_kernel": jnp.asarray(transform_kernel(kernel, winograd)), "bias": conv["bias"]}
@@ -71,7 +73,7 @@ def fold_variables(
     return result
 
 
-def _winograd_applies(geometry: ConvGeometry, in_channels: int, min_channels: int) -> bool:
-    # small channel counts lose: the transforms are memory-bound there (benchmarks/RESULTS.md)
+def _winograd_applies(geometry: ConvGeometry, channels: int, min_channels: int) -> bool:
+    # a one-channel side (the encoder's first, the decoder's last convolution) gains nothing
     plain = not geometry.transposed and geometry.stride == 1
-    return plain and geometry.kernel == 7 and in_channels >= min_channels
+    return plain and geometry.kernel == 7 and channels >= min_channels

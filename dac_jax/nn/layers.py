@@ -220,7 +220,7 @@ class WNConv1d(Layer):
 
             u, bias = self.get_variable(FOLDED, "winograd_kernel"), self.get_variable(FOLDED, "bias")
             m = u.shape[0] - self.geometry.kernel + 1
-            return winograd.conv1d(x, u, m, self.geometry.dilation, self.geometry.pads(self.padded)) + bias
+            return winograd.conv1d(x, u, m, self.geometry.dilation, self.geometry.pads(self.padded), bias)
         if self.has_variable(FOLDED, "kernel"):
             kernel, bias = self.get_variable(FOLDED, "kernel"), self.get_variable(FOLDED, "bias")
         else:

@@ -24,6 +24,7 @@ from fractions import Fraction
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 #: Interpolation points per output tile size (infinity is the last point of every set).
 POINTS = {
@@ -78,30 +79,50 @@ def transform_kernel(kernel: np.ndarray, m: int) -> np.ndarray:
     return np.einsum("vk,kio->vio", g, np.asarray(kernel, np.float64)).astype(np.float32)
 
 
-def conv1d(x: jnp.ndarray, u: jnp.ndarray, m: int, dilation: int = 1, padding: tuple[int, int] = (0, 0)) -> jnp.ndarray:
+def conv1d(
+    x: jnp.ndarray, u: jnp.ndarray, m: int, dilation: int = 1, padding: tuple[int, int] = (0, 0),
+    bias: jnp.ndarray | None = None,
+) -> jnp.ndarray:
     """Channels-last ``x [B, L, in]`` correlated with the kernel whose transform is ``u [n, in, out]``.
 
     The same result as ``lax.conv_general_dilated`` with that kernel, ``rhs_dilation=dilation`` and
-    ``padding`` (up to float rounding). A dilated convolution is ``dilation`` interleaved undilated
-    ones: the phases go to the batch axis.
+    ``padding`` (up to float rounding), plus ``bias [out]`` if given. With dilation ``d`` a tile is ``m`` outputs ``d`` apart, and
+    tiles of the ``d`` phases sit side by side, so no transposes are needed::
+
+        x as [B, blocks, m, d, in]: position (b, i, q) = b m d + i d + q
+        tile (b, q), input j = 0 .. n-1:  x[b m d + j d + q] = X[b + j // m, j % m, q]
+
+    The transforms are written as sums of slices with constant coefficients (XLA fuses them into
+    loops) rather than as matrix products over an axis of length ``n``, which XLA's CPU backend
+    runs several times slower.
     """
     a_t, _, b_t = transforms(m, u.shape[0] - m + 1)
     n = u.shape[0]
     r = n - m + 1
-    batch, _, channels = x.shape
-    x = jnp.pad(x, ((0, 0), padding, (0, 0)))
-    length = x.shape[1]
+    batch, length, channels = x.shape
+    length += padding[0] + padding[1]
     out_length = length - (r - 1) * dilation
-    # phases: x[:, q * d + p] -> [B * d, q]
-    per_phase = -(-length // dilation)
-    phase_out = per_phase - (r - 1)
-    tiles = -(-phase_out // m)
-    total = tiles * m + r - 1
-    x = jnp.pad(x, ((0, 0), (0, total * dilation - length), (0, 0)))
-    x = x.reshape(batch, total, dilation, channels).transpose(0, 2, 1, 3).reshape(batch * dilation, total, channels)
-    d = jnp.stack([x[:, j : j + tiles * m : m] for j in range(n)], axis=2)  # [N, tiles, n, in]
-    v = jnp.einsum("ntjc,vj->vntc", d, jnp.asarray(b_t, x.dtype))
-    prod = jnp.einsum("vntc,vco->vnto", v, u)  # n matrix products [N * tiles, in] @ [in, out]
-    y = jnp.einsum("vnto,iv->ntio", prod, jnp.asarray(a_t, x.dtype))
-    y = y.reshape(batch, dilation, tiles * m, -1).transpose(0, 2, 1, 3).reshape(batch, tiles * m * dilation, -1)
-    return y[:, :out_length]
+    blocks = -(-out_length // (m * dilation))
+    extra = -(-(r - 1) // m)  # input blocks a tile reaches beyond its own
+    total = (blocks + extra) * m * dilation
+    x = jnp.pad(x, ((0, 0), (padding[0], padding[1] + total - length), (0, 0)))
+    x = x.reshape(batch, blocks + extra, m, dilation, channels)
+    d = [x[:, j // m : j // m + blocks, j % m] for j in range(n)]  # n x [B, blocks, d, in]
+    # each transform one fused loop writing its result once, in the layout its consumer reads
+    v = _combine(b_t, [t[None] for t in d], (n, 1, 1, 1, 1)).reshape(n, -1, channels)
+    prod = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))  # n products [B blocks d, in] @ [in, out]
+    prod = prod.reshape(n, batch, blocks, 1, dilation, -1)
+    y = _combine(a_t, list(prod), (1, 1, m, 1, 1))  # [B, blocks, m, d, out]
+    if bias is not None:
+        y = y + bias  # in the output transform's loop
+    return y.reshape(batch, blocks * m * dilation, -1)[:, :out_length]
+
+
+def _combine(matrix: np.ndarray, terms: list[jnp.ndarray], shape: tuple[int, ...]) -> jnp.ndarray:
+    """``sum_j matrix[:, j] t_j``, the column of constants broadcast along ``shape``'s long axis."""
+    total = None
+    for column, t in zip(matrix.T, terms):
+        if np.any(column):
+            term = t * jnp.asarray(column.reshape(shape), t.dtype)
+            total = term if total is None else total + term
+    return total

@@ -10,6 +10,7 @@ from jax import lax
 import dac_jax
 from dac_jax import api
 from dac_jax.errors import UsageError
+from dac_jax.model.config import DACConfig
 from dac_jax.nn import winograd
 from dac_jax.nn.fold import fold_variables
 
@@ -59,6 +60,31 @@ def test_the_facade_opt_in_refolds_and_checks_its_value():
     assert codec.winograd == 2 and "winograd_kernel" not in str(_paths(codec.inference_variables["folded"]))
     with pytest.raises(UsageError, match="winograd must be one of"):
         codec.winograd = 3
+
+
+def test_the_opt_in_takes_every_kernel_7_convolution_with_64_channels_on_both_sides():
+    # channels 32 .. 128: some convolutions on each side of the threshold, and the one-channel ends
+    config = DACConfig(encoder_dim=32, encoder_rates=(2, 2), latent_dim=64, decoder_dim=128, decoder_rates=(2, 2),
+                       n_codebooks=2, codebook_size=16, codebook_dim=4, sample_rate=16000)
+    codec = dac_jax.init_model(config, seed=0)
+    direct = dict(_leaves(codec.inference_variables["folded"]))
+    expected = {path[:-1] for path, k in direct.items()
+                if path[-1] == "kernel" and k.shape[0] == 7 and min(k.shape[1:]) >= 64}
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, (1, 1, 4000)).astype(np.float32)
+    codes = codec.encode(audio)
+    reference = np.asarray(codec.decode(codes))
+    codec.winograd = 4
+    chosen = {path[:-1] for path, _ in _leaves(codec.inference_variables["folded"]) if path[-1] == "winograd_kernel"}
+    assert chosen == expected and len(expected) == 7  # the encoder's 64-channel block, the decoder's first conv and block
+    np.testing.assert_allclose(codec.decode(codes), reference, atol=2e-5 * np.abs(reference).max())
+
+
+def _leaves(tree, prefix=()):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, prefix + (key,))
+        else:
+            yield prefix + (key,), value
 
 
 def _paths(tree, prefix=()):

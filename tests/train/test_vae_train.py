@@ -74,7 +74,7 @@ def test_the_latent_noise_is_per_item(vae):
             forward, _ = S.generator_forward(config, signal, state.key, step)
             return forward(state.generator)[0]
 
-        mapped = jax.shard_map(body, mesh=mesh, in_specs=S.P(S.AXIS), out_specs=S.P(S.AXIS), check_vma=False)
+        mapped = jax.jit(jax.shard_map(body, mesh=mesh, in_specs=S.P(S.AXIS), out_specs=S.P(S.AXIS), check_vma=False))
         return np.asarray(mapped(S.shard_batch(audio, mesh)))
 
     audio = tiny.batch(4)

@@ -341,7 +341,8 @@ def plot(rows, path: Path, env, model_type) -> None:
         for r in rows:
             ax.annotate(f"{r['window_s']:g}s", (r["hop_samples"], r[f"torch_{op}_median_s"]), fontsize=7,
                         textcoords="offset points", xytext=(0, 6), ha="center")
-    fig.suptitle(f"Window sweep on {env.get('gpu', env['cpu'])}", fontsize=9)
+    convolutions = f"; {env['convolutions']}" if "convolutions" in env else ""
+    fig.suptitle(f"Window sweep on {env.get('gpu', env['cpu'])}{convolutions}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

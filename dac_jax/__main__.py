@@ -127,8 +127,8 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch_size", type=int, default=4, help="chunks per compiled call")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--winograd", type=int, choices=[2, 4], default=None,
-                   help="experimental: Winograd F(m, 7) for the wide kernel-7 convolutions (faster on CPU, "
-                   "float32 results no longer follow the original's summation; see benchmarks/RESULTS.md)")
+                   help="experimental: Winograd F(m, 7) for the kernel-7 convolutions of >= 64 channels (faster on "
+                   "CPU; float32 results no longer follow the original's summation; see benchmarks/RESULTS.md)")
 
 
 def _load_weights(args):

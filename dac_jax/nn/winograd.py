@@ -86,8 +86,9 @@ def conv1d(
     """Channels-last ``x [B, L, in]`` correlated with the kernel whose transform is ``u [n, in, out]``.
 
     The same result as ``lax.conv_general_dilated`` with that kernel, ``rhs_dilation=dilation`` and
-    ``padding`` (up to float rounding), plus ``bias [out]`` if given. With dilation ``d`` a tile is ``m`` outputs ``d`` apart, and
-    tiles of the ``d`` phases sit side by side, so no transposes are needed::
+    ``padding`` (up to float rounding), plus ``bias [out]`` if given. With dilation ``d`` a tile is
+    ``m`` outputs ``d`` apart, and the tiles of the ``d`` phases sit side by side, so no transposes
+    are needed::
 
         x as [B, blocks, m, d, in]: position (b, i, q) = b m d + i d + q
         tile (b, q), input j = 0 .. n-1:  x[b m d + j d + q] = X[b + j // m, j % m, q]
@@ -119,7 +120,7 @@ def conv1d(
 
 
 def _combine(matrix: np.ndarray, terms: list[jnp.ndarray], shape: tuple[int, ...]) -> jnp.ndarray:
-    """``sum_j matrix[:, j] t_j``, the column of constants broadcast along ``shape``'s long axis."""
+    """``sum_j matrix[:, j] t_j``, each column of constants reshaped to ``shape`` to broadcast over ``t_j``."""
     total = None
     for column, t in zip(matrix.T, terms):
         if np.any(column):

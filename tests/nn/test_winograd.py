@@ -87,9 +87,5 @@ def _leaves(tree, prefix=()):
             yield prefix + (key,), value
 
 
-def _paths(tree, prefix=()):
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from _paths(value, prefix + (key,))
-        else:
-            yield prefix + (key,)
+def _paths(tree):
+    return [path for path, _ in _leaves(tree)]

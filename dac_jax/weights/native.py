@@ -8,6 +8,7 @@ and its config; ``params.msgpack`` is Flax's msgpack serialisation of the parame
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,7 +16,7 @@ import numpy as np
 from flax import serialization, traverse_util
 
 from dac_jax.errors import WeightsError
-from dac_jax.fileio import atomic_path
+from dac_jax.fileio import atomic_path, is_temp, remove_stale_temps
 from dac_jax.model.config import DACConfig, VAEConfig
 from dac_jax.weights.torch_format import state_dict_to_variables, variables_to_state_dict
 
@@ -27,8 +28,15 @@ CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
 
 
-def is_native_checkpoint(path: str | Path) -> bool:
-    return (Path(path) / CONFIG_FILE).is_file()
+def replaceable(path: str | Path) -> bool:
+    """Whether :func:`save_native` may replace the folder ``path``: it holds nothing but a dac-jax
+    checkpoint's two files (a save killed before its ``config.json`` leaves only ``params.msgpack``).
+    Anything else in it is the user's."""
+    try:
+        names = {entry.name for entry in os.scandir(path) if not is_temp(entry.name)}
+    except OSError:
+        return False
+    return names <= {CONFIG_FILE, PARAMS_FILE} and (CONFIG_FILE not in names or model_of(path) is not None)
 
 
 def model_of(path: str | Path) -> str | None:
@@ -43,7 +51,11 @@ def model_of(path: str | Path) -> str | None:
 def save_native(
     path: str | Path, variables: Mapping[str, Any], config: DACConfig | VAEConfig, metadata: dict | None = None
 ) -> Path:
-    """Write ``variables`` and ``config`` to the folder ``path`` (replaced atomically)."""
+    """Write ``variables`` and ``config`` to the folder ``path``.
+
+    A new or empty folder is filled; an existing dac-jax checkpoint is replaced by an atomic swap
+    (a crash leaves the old or the new one whole); any other existing folder is refused
+    (:class:`UsageError`), since its files are not ours to delete."""
     path = Path(path)
     params = traverse_util.unflatten_dict(
         {k: np.asarray(v, np.float32) for k, v in traverse_util.flatten_dict(variables["params"]).items()}
@@ -52,10 +64,21 @@ def save_native(
     header = {"format": FORMAT, "version": VERSION, "model": model, "config": config.to_kwargs()}
     if metadata:
         header["metadata"] = metadata
-    with atomic_path(path) as tmp:
+    config_text, params_bytes = json.dumps(header, indent=2) + "\n", serialization.msgpack_serialize(params)
+    path = Path(os.path.abspath(path))
+    remove_stale_temps(path.parent)
+    if path.is_dir() and replaceable(path) and not (path / CONFIG_FILE).exists():
+        # an empty folder (perhaps the shell's current one) is written in place, keeping its inode:
+        # params first, config.json last, so that the checkpoint exists only once it is whole
+        remove_stale_temps(path)
+        for name, data in ((PARAMS_FILE, params_bytes), (CONFIG_FILE, config_text.encode())):
+            with atomic_path(path / name) as tmp:
+                tmp.write_bytes(data)
+        return path
+    with atomic_path(path, replaceable=replaceable) as tmp:
         tmp.mkdir()
-        (tmp / CONFIG_FILE).write_text(json.dumps(header, indent=2) + "\n")
-        (tmp / PARAMS_FILE).write_bytes(serialization.msgpack_serialize(params))
+        (tmp / PARAMS_FILE).write_bytes(params_bytes)
+        (tmp / CONFIG_FILE).write_text(config_text)
     return path
 
 

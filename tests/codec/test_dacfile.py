@@ -38,7 +38,8 @@ def content(seed=0, batch=1, channels=2, n_codebooks=9, chunk_length=7, n_chunks
     return dict(
         codes=rng.integers(0, codebook_size, size=(batch * channels, n_codebooks, chunk_length * n_chunks)),
         chunk_length=chunk_length,
-        original_length=int(rng.integers(1000, 100_000)),
+        # at most what the frames decode to with a 50 Hz model (the slowest released one)
+        original_length=int(rng.integers(1, chunk_length * n_chunks * sample_rate // 50)),
         input_db=rng.uniform(-40, -10, size=batch).astype(np.float32),
         channels=channels,
         sample_rate=sample_rate,
@@ -165,11 +166,14 @@ def test_our_file_loads_in_original_with_identical_fields_and_dtypes(orig, tmp_p
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_our_file_is_byte_identical_to_the_originals(orig, tmp_path, case):
+def test_our_file_is_the_originals_plus_an_integrity_record(orig, tmp_path, case):
     c = content(**case)
     ours = DACFile(**c).save(tmp_path / "ours.dac")
     theirs = original_dacfile(orig, c).save(tmp_path / "theirs.dac")
-    assert ours.read_bytes() == theirs.read_bytes()
+    a = np.load(ours, allow_pickle=True)[()]  # our own file: trusted
+    assert list(a) == ["codes", "metadata", "dac_jax"]
+    assert a.pop("dac_jax") == {"format": 1, "sha256": DACFile(**c).checksum()}
+    assert save_raw(tmp_path / "stripped.dac", a).read_bytes() == theirs.read_bytes()
 
 
 def test_constructor_accepts_torch_and_numpy_and_normalises(orig):
@@ -252,6 +256,17 @@ def test_compressed_files_load_and_fit_their_model(compressed, tiny_models, name
     assert f.n_chunks == 1 if name == "padded" else f.n_chunks > 1
     model = tiny_models["tiny"]
     validate_for_model(f, 4, 32, path=path, **model_args(model))
+
+
+@pytest.mark.parametrize("name", ["padded", "chunked"])
+def test_the_original_decompresses_our_rewrite_of_its_file_identically(orig, compressed, tiny_models, tmp_path, name):
+    """Our file (the original's plus the integrity record) through the original's load + decompress."""
+    path, _ = compressed[name]
+    ours = load(path).save(tmp_path / "ours.dac")
+    assert ours.read_bytes() != path.read_bytes()  # it has the record
+    model = tiny_models["tiny"]
+    theirs = model.decompress(orig.DACFile.load(path)).audio_data.numpy()
+    np.testing.assert_array_equal(model.decompress(orig.DACFile.load(ours)).audio_data.numpy(), theirs)
 
 
 @pytest.mark.parametrize("name", ["padded", "chunked"])
@@ -579,3 +594,113 @@ def test_save_overwrites_and_round_trips(tmp_path):
         assert_same(load(path), c)
     assert [p.name for p in tmp_path.iterdir()] == ["x.dac"]
     assert math.isfinite(load(path).input_db[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# integrity record, plausible sizes, guarded unpickling (tests/codec/test_file_fuzz.py fuzzes these)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_checksum_covers_every_field_decoding_uses():
+    c = content()
+    base = DACFile(**c).checksum()
+    assert len(base) == 64 and base == DACFile(**c).checksum()
+    codes = c["codes"].copy()
+    codes[1, 2, 3] ^= 1
+    changes = [dict(codes=codes), dict(chunk_length=3), dict(original_length=c["original_length"] + 1),
+               dict(input_db=c["input_db"] + np.float32(0.5)), dict(channels=1, input_db=np.zeros(2, np.float32)),
+               dict(sample_rate=48000), dict(padding=True)]
+    for change in changes:
+        assert DACFile(**{**c, **change}).checksum() != base, change
+
+
+def test_checksum_mismatch_and_bad_records_are_errors(tmp_path):
+    c = content()
+    good = np.load(DACFile(**c).save(tmp_path / "good"), allow_pickle=True)[()]
+    record = good["dac_jax"]
+    other = artifacts({**c, "original_length": c["original_length"] - 1})
+    cases = {
+        "changed.dac": ({**other, "dac_jax": record}, "checksum mismatch: the file is corrupt"),
+        "format2.dac": ({**good, "dac_jax": {**record, "format": 2}}, "integrity format 2 is not supported"),
+        "list.dac": ({**good, "dac_jax": [record]}, "corrupt file: its 'dac_jax' record is [{"),
+        "extra.dac": ({**good, "dac_jax": {**record, "x": 1}}, "'dac_jax' record"),
+        "int sha.dac": ({**good, "dac_jax": {**record, "sha256": 3}}, "checksum mismatch"),
+    }
+    for name, (obj, fragment) in cases.items():
+        path = write_npy_object(tmp_path / name, obj)
+        with pytest.raises(FileFormatError) as e:
+            load(path)
+        assert_error(e, path, fragment)
+    # the original's files have no record: they load as before
+    assert load(write_npy_object(tmp_path / "plain.dac", artifacts(c))).checksum() == record["sha256"]
+
+
+@pytest.mark.parametrize("name, value, fragment", [
+    ("sample_rate", 10**9, "sample_rate must be <= 384000, got 1000000000"),
+    ("sample_rate", 10**5000, "sample_rate must be <= 384000, got <int of 16610 bits>"),
+    ("original_length", -(10**5000), "original_length must be >= 1, got <negative int of 16610 bits>"),
+    ("original_length", 10**12, "more than 21 frames can decode to (at most 97119"),
+    ("input_db", np.array([1e30], np.float32), "input_db must lie within +-300 dB"),
+], ids=["rate 1e9", "rate 10**5000", "length -10**5000", "length 1e12", "input_db 1e30"])
+def test_implausible_sizes_are_refused(tmp_path, name, value, fragment):
+    a = artifacts(content())
+    a["metadata"][name] = value
+    path = write_npy_object(tmp_path / "bad.dac", a)
+    with pytest.raises(FileFormatError) as e:
+        load(path)
+    assert_error(e, path, fragment)
+    assert len(str(e.value)) < 300
+    with pytest.raises(FileFormatError, match=f"DACFile: {name}"):
+        DACFile(**{**content(), name: value})
+
+
+def test_a_real_files_original_length_is_far_below_the_bound():
+    """44.1 kHz, hop 512: a frame is 512 samples; the bound allows 4411 (for a 10 Hz model)."""
+    frames = 8613  # 100 s
+    assert dacfile.max_original_length(frames, dacfile.MIN_FRAME_RATE, 44100) == 38_025_729
+    assert 100 * 44100 < dacfile.max_original_length(frames, 44100 / 512, 44100) < 1.002 * frames * 512
+
+
+def test_short_repr_never_recurses_or_raises():
+    deep = 1
+    for _ in range(100_000):
+        deep = [deep]
+    assert dacfile.short_repr(deep) == "[[[[...]]]]"
+    assert dacfile.short_repr(10**10_000) == "<int of 33220 bits>"
+    assert dacfile.short_repr(np.empty((2, 3), object)) == "array(shape=(2, 3), dtype=object)"
+    assert dacfile.short_repr("x" * 500, 20) == "'" + "x" * 16 + "..."
+
+
+def _payload(tmp_path, name, payload: bytes):
+    with open(tmp_path / name, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": ()})
+        f.write(payload)
+    return tmp_path / name
+
+
+def _rebuilt(state: bytes) -> bytes:
+    """A payload that reconstructs an empty array as NumPy does, then BUILDs it with ``state``."""
+    return (b"\x80\x04cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
+            + state + b"b.")
+
+
+@pytest.mark.parametrize("payload, fragment", [
+    # numpy would allocate 16 GiB of object pointers here, then crash filling them from a 1-item list
+    (_rebuilt(b"(K\x01J\xff\xff\xff\x7f\x85cnumpy\ndtype\nX\x02\x00\x00\x00O8\x89\x88\x87R\x89]K\x01at"),
+     "shape (2147483647,) and dtype object, more than the file's bytes can hold"),
+    # "holds objects" flags on a datetime dtype: numpy would read 8 bytes as a pointer
+    (_rebuilt(b"(K\x01K\x01\x85cnumpy\ndtype\nX\x02\x00\x00\x00M8\x89\x88\x87R(K\x03X\x01\x00\x00\x00|NNNJ\xff\xff\xff"
+              b"\xffJ\xff\xff\xff\xffK?tb\x89]K\x01at"), "gives the dtype datetime64 the state (3, '|'"),
+    (b"\x80\x04cnumpy\nndarray\nJ\xff\xff\xff\x7f\x85\x85R.", "calls numpy.ndarray"),
+    (b"\x80\x04cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ\xff\xff\xff\x7f\x85C\x01b\x87R.",
+     "reconstructs an array as _reconstruct("),
+    (b"\x80\x04cnumpy\ndtype\nX\x0b\x00\x00\x00(100000,)f8\x89\x88\x87R.", "structured dtype '(100000,)f8'"),
+    (b"\x80\x04\x8e" + (2**40).to_bytes(8, "little") + b"abc.", "corrupt pickle payload (ValueError: expected"),
+    (b"\x80\x04" + b"N0" * 2000 + b"N.", "more than 1000 opcodes"),
+], ids=["object array 16 GiB", "lying dtype flags", "ndarray call", "reconstruct shape", "subarray dtype",
+        "bytes 1 TiB", "many opcodes"])
+def test_the_unpickler_refuses_sizes_before_allocating(tmp_path, payload, fragment):
+    path = _payload(tmp_path, "bad.dac", payload)
+    with pytest.raises(FileFormatError) as e:
+        load(path)
+    assert_error(e, path, fragment)

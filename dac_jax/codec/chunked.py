@@ -182,14 +182,34 @@ def decode_windows(
 
 def encode_independent(
     codec: Codec, audio: np.ndarray, win_duration: float = 5.0, n_quantizers: Optional[int] = None,
-    batch_size: int = 4, progress: Progress = None,
+    batch_size: int = 4, progress: Progress = None, padding_frames: int = 0,
 ) -> np.ndarray:
     """Codes equal to whole-signal padded-mode encoding, whatever the window.
 
-    ``audio [items, samples]`` -> ``codes [items, n, ceil(samples / hop)]``.
+    ``audio [items, samples]`` -> ``codes [items, n, ceil(samples / hop) + padding_frames]``.
+
+    The ``padding_frames`` appended frames (see :func:`~dac_jax.codec.plan.covering_frames`) are the
+    last frames of the signal followed by ``padding_frames`` hops of silence, encoded whole: a real
+    encoding of what padded-mode encoding assumes lies past the end (zeros). The frames before them
+    are not changed by it: they stay exactly the whole-signal encoding.
     """
     fn = lambda x: _encode(codec.module, codec.inference_variables, x, n_quantizers).codes  # noqa: E731
-    return encode_windows(codec, audio, win_duration, fn, batch_size, progress)
+    codes = encode_windows(codec, audio, win_duration, fn, batch_size, progress)
+    if not padding_frames:
+        return codes
+    # The extended signal's last frames see only its last `context` frames: encode its last window
+    # alone, as long as the windows above (one compiled shape for both), unless that window is too
+    # short to give them their context (a signal shorter than about one context: then all of it).
+    hop, frames, context = codec.hop_length, codes.shape[-1], encoder_context(codec)
+    total = frames + padding_frames
+    window = independent_plan(frames, frames_for_window(codec, win_duration), context).window
+    if window - padding_frames < context:
+        window = total
+    start = (total - window) * hop
+    tail = np.zeros((audio.shape[0], window * hop), np.float32)
+    tail[:, : audio.shape[-1] - start] = audio[:, start:]
+    extra = encode_windows(codec, tail, win_duration, fn, batch_size, progress)[..., -padding_frames:]
+    return np.concatenate([codes, extra.astype(codes.dtype)], axis=-1)
 
 
 def decode_independent(

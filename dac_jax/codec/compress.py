@@ -11,7 +11,8 @@ Two modes:
   the codes equal the original's ``compress`` at the same window.
 - ``"independent"``: codes equal to encoding the whole file at once, one frame per hop whatever the
   window (frame ``k`` is at ``k / frame_rate`` seconds); written as one padded chunk, which the
-  original's ``decompress`` also decodes.
+  original's ``decompress`` also decodes. Where the decoding would not cover the input (the 16 /
+  24 kHz decoders' ``320 * frames - 8`` samples), one padding frame follows (``plan.covering_frames``).
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from typing import Optional, Union
 
 import numpy as np
 
+from dac_jax import options
 from dac_jax.api import Codec
 from dac_jax.audio.io import _NO_SEEK_SUBTYPES, AudioReader, audio_info, read_audio
 from dac_jax.audio.loudness import loudness, normalize_gain, peak_gain
 from dac_jax.audio.resample import resample_long
 from dac_jax.codec import chunked
 from dac_jax.codec.dacfile import DACFile, load as load_dacfile, validate_for_model
-from dac_jax.codec.plan import faithful_plan
-from dac_jax.errors import AudioError, UsageError
+from dac_jax.codec.plan import covering_frames, faithful_plan
+from dac_jax.errors import AudioError, FileFormatError, UsageError
 
 MODES = ("independent", "faithful")
 DEFAULT_MODE = "independent"
@@ -70,24 +72,40 @@ def _limit_peaks(x: np.ndarray, block: int = 1 << 20) -> None:
     x *= peak_gain(peak)
 
 
+def check_finite(audio: np.ndarray, where: str, block: int = 1 << 20) -> None:
+    """Decoded audio must be finite: NaN or Inf means a corrupt file or corrupt weights."""
+    for i in range(0, audio.shape[-1], block):  # no full-size boolean temporary
+        if not np.isfinite(audio[..., i : i + block]).all():
+            raise FileFormatError(f"{where}: decodes to non-finite audio (NaN or Inf) from sample {i}; "
+                                  "the file or the model's weights are corrupt")
+
+
 def _check_options(win_duration: float, batch_size: int, mode: str) -> None:
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-    if not win_duration or win_duration <= 0:
-        raise UsageError(f"the window must be a positive number of seconds; got {win_duration}")
-    if batch_size < 1:
-        raise UsageError(f"the batch size must be at least 1; got {batch_size}")
+    options.win_duration(win_duration)
+    options.batch_size(batch_size)
 
 
-def check_options(codec: Codec, win_duration: float, n_quantizers: Optional[int], mode: str, batch_size: int) -> None:
+def check_options(codec: Codec, win_duration: float, n_quantizers: Optional[int], mode: str, batch_size: int,
+                  normalize_db: Optional[float] = None) -> None:
     """Raise :class:`UsageError` / :class:`AudioError` for options no input could satisfy (before any work)."""
     _check_options(win_duration, batch_size, mode)
     codec._check_n_quantizers(n_quantizers)
+    options.normalize_db(normalize_db)
     if mode == "faithful":  # a window whose chunks have no hop fails for every input longer than it
         faithful_plan(
             10 * codec.hop_length + int(win_duration * codec.sample_rate), codec.sample_rate, codec.hop_length,
             win_duration, codec.delay, codec.output_length, codec.unpadded_module.encoder_frames,
         )
+
+
+def check_vae_options(win_duration: float, batch_size: int, normalize_db: Optional[float] = None,
+                      seed: Optional[int] = None) -> None:
+    """:func:`check_options` for DAC-VAE's encode and decode (window-independent only)."""
+    _check_options(win_duration, batch_size, DEFAULT_MODE)
+    options.normalize_db(normalize_db)
+    options.seed(seed)
 
 
 def _resampled_from_file(path: PathLike, model_rate: int) -> Optional[tuple[np.ndarray, int, int]]:
@@ -115,6 +133,9 @@ def prepare(
     Returns ``(x [B, C, T] float32 at model_rate, the input's rate, its length, input_db [B])``;
     ``x`` is never the caller's array, so it may be changed in place.
     """
+    options.normalize_db(normalize_db)
+    if sample_rate is not None:
+        options.sample_rate(sample_rate)
     x = _resampled_from_file(source, model_rate) if isinstance(source, (str, Path)) else None
     if x is not None:  # streamed: the file's own-rate signal was never held whole
         x, sample_rate, original_length = x
@@ -131,6 +152,8 @@ def prepare(
         else:  # changed in place by callers: a file's samples are ours, a caller's array is not
             x = audio if isinstance(source, (str, Path)) else audio.copy()
         del audio
+    if isinstance(source, (str, Path)) and sample_rate > options.SAMPLE_RATES[1]:
+        raise AudioError(f"{source}: {sample_rate} Hz is above the {options.SAMPLE_RATES[1]} Hz a .dac file may hold")
     nb = x.shape[0]
     input_db = np.asarray(loudness(x, model_rate), np.float32).reshape(nb)
     if normalize_db is not None:
@@ -162,7 +185,13 @@ def compress(
     items = x.reshape(nb * nac, -1)
 
     if mode == "independent":
-        codes = chunked.encode_independent(codec, items, win_duration, n_quantizers, batch_size, progress)
+        # one frame per hop, plus a padding frame where the original's decompress would otherwise
+        # fall short of original_length and crash (see plan.covering_frames)
+        frames = -(-items.shape[-1] // codec.hop_length)
+        needed = covering_frames(frames, original_length, codec.module.decoder_samples, codec.sample_rate, sample_rate)
+        codes = chunked.encode_independent(
+            codec, items, win_duration, n_quantizers, batch_size, progress, padding_frames=needed - frames,
+        )
         chunk_length, padding = codes.shape[-1], True
     else:
         plan = faithful_plan(
@@ -197,7 +226,7 @@ def decompress(
     validate_for_model(
         dacfile, codec.n_codebooks, codec.config.codebook_size, sample_rate=codec.sample_rate,
         hop_length=codec.hop_length, encoder_frames=codec.unpadded_module.encoder_frames,
-        output_length=codec.output_length, path=where,
+        output_length=codec.output_length, decoder_samples=codec.module.decoder_samples, path=where,
     )
     codes = np.asarray(dacfile.codes).astype(np.int32)
     if dacfile.padding and dacfile.chunk_length >= codes.shape[-1]:
@@ -212,6 +241,7 @@ def decompress(
     if target.shape[0] != items:
         target = np.broadcast_to(np.asarray(dacfile.input_db, np.float32).reshape(-1), (items,))
     restore_loudness(audio, codec.sample_rate, target)
+    check_finite(audio, where)
     return to_original(audio, codec.sample_rate, dacfile.sample_rate, dacfile.original_length, dacfile.channels)
 
 

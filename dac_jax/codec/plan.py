@@ -22,6 +22,18 @@ true edge is the window edge) so that every window has the same length::
     frames     0                    k0          k0 + F                  total
     window               [ context |  kept F  | context ]
     first      [  kept F  | context | context ]                # shifted, same length
+
+**Covering frames** (window-independent files). The original's ``decompress`` decodes, resamples
+to the file's rate, crops to ``original_length`` without padding, then reshapes to exactly that
+length. The 16 and 24 kHz decoders give ``320 * frames - 8`` samples, fewer than the ``320 * frames``
+a whole number of frames holds, so a file of ``ceil(length / 320)`` frames crashes it whenever
+``length % 320`` is 0 or above 312 (model-rate input; resampled inputs, about as often, and for the
+44 kHz models too, 0.2 % of 48 kHz lengths, where resampling there and back loses a sample).
+:func:`covering_frames` says how many frames a file needs instead (one more, there)::
+
+    signal     |================ length ================|
+    T frames   |=============== 320 T - 8 ==========|      -> too short: the original crashes
+    T+1 frames |=============== 320 T + 312 ===================|   cropped to length
 """
 
 from __future__ import annotations
@@ -29,6 +41,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from typing import Callable
+
+import numpy as np
 
 from dac_jax.errors import AudioError
 
@@ -87,6 +101,36 @@ def faithful_plan(
             f"lose all their samples to context (hop {hop}); use --win_duration {math.ceil(window * 100) / 100} or more"
         )
     return FaithfulPlan(length, False, n_samples, hop, delay, encoder_frames(n_samples))
+
+
+def resampled_length(length: int, old_sr: int, new_sr: int) -> int:
+    """Samples the original's ``AudioSignal.resample`` returns for ``length`` samples.
+
+    ``julius.resample_frac`` reduces the rates by their gcd and keeps
+    ``floor(float32(new * length / old))`` samples: the quotient is computed in float64 and then
+    rounded to float32 by ``torch.as_tensor``, so above 2**24 output samples the result can exceed
+    the exact floor by a few samples. Equal rates return ``length`` unchanged.
+    """
+    if old_sr == new_sr:
+        return int(length)
+    g = math.gcd(old_sr, new_sr)
+    old, new = old_sr // g, new_sr // g
+    return int(math.floor(np.float32(new * length / old)))
+
+
+def covering_frames(frames: int, original_length: int, decoder_samples: Callable[[int], int], model_rate: int,
+                    file_rate: int) -> int:
+    """The least frame count ``>= frames`` whose decoding covers ``original_length`` samples.
+
+    ``decoder_samples(n)``: samples that decoding ``n`` frames in padded mode gives at ``model_rate``;
+    the original's ``decompress`` resamples them to ``file_rate`` (:func:`resampled_length`) and
+    crops to ``original_length``, which they must not fall short of. ``frames`` itself, or
+    ``frames + 1`` where the decoding falls short (see the module docstring).
+    """
+    n = frames
+    while resampled_length(decoder_samples(n), model_rate, file_rate) < original_length:
+        n += 1
+    return n
 
 
 @dataclasses.dataclass(frozen=True)

@@ -96,6 +96,22 @@ def test_independent_decoding_equals_whole_sequence_decoding(tiny, window, batch
     assert np.max(np.abs(audio - whole)) <= 1e-4
 
 
+@pytest.mark.parametrize("frames, window", [(137, 0.05), (137, 0.01), (20, 10.0)])
+@pytest.mark.parametrize("padding_frames", [1, 2])
+def test_padding_frames_are_the_signal_followed_by_silence(tiny, frames, window, padding_frames):
+    """Appended frames: the whole encoding of the signal then `padding_frames` hops of zeros, from one
+    window (shifted, of the same size, or the whole signal when it is shorter than its context);
+    the frames before them stay the whole-signal encoding."""
+    hop = tiny.hop_length
+    audio = signals(tiny.sample_rate, frames * hop / tiny.sample_rate)[:, : frames * hop - 3]
+    whole = np.asarray(tiny.encode(audio[:, None, :]))
+    extended = np.asarray(tiny.encode(np.pad(audio, ((0, 0), (0, 3 + padding_frames * hop)))[:, None, :]))
+    codes = chunked.encode_independent(tiny, audio, window, batch_size=2, padding_frames=padding_frames)
+    assert codes.shape == extended.shape == (3, 3, frames + padding_frames)
+    np.testing.assert_array_equal(codes[..., :frames], whole)
+    np.testing.assert_array_equal(codes[..., frames:], extended[..., frames:])
+
+
 @pytest.mark.slow
 def test_independent_mode_is_exact_for_the_44khz_model():
     codec = dac_jax.init_model("44khz", seed=0)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
-from dac_jax.errors import DacJaxError
+from dac_jax import options
+from dac_jax.errors import DacJaxError, UsageError
 
 
 def _demo(args) -> None:
@@ -54,14 +56,34 @@ def _load_codec(args):
     return model
 
 
-def _normalize_db(value: str):
+def _option(check, parse=float):
+    """An argparse type: ``parse`` the text, then the library's own check of that option."""
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        try:
+            return check(value)
+        except UsageError as e:  # "win_duration must be ...": argparse names the flag itself
+            raise argparse.ArgumentTypeError(str(e).split(" ", 1)[1]) from None
+    return convert
+
+
+def _int(text: str) -> int:
+    return int(text, 10)
+
+
+def _normalize_db(text: str):
     """``--normalize_db``: a loudness in LUFS, or ``none``."""
-    if value.lower() == "none":
-        return "none"
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number (LUFS) or 'none', got {value!r}") from None
+    return "none" if text.lower() == "none" else _option(options.normalize_db)(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (with a pointer to --help), not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _check_vae_flags(args, vae: bool) -> None:
@@ -76,15 +98,31 @@ def _check_vae_flags(args, vae: bool) -> None:
         raise UsageError("--seed samples DAC-VAE latents; DAC codes have no sampling")
 
 
+def _plan(args, vae: bool, encoding: bool) -> None:
+    """Every refusal a run can know before the model loads: flags that do not fit the model, the
+    output folder, colliding or existing outputs, inputs that would be replaced."""
+    from dac_jax.codec import batch
+
+    _check_vae_flags(args, vae)
+    if encoding and args.mode == "encode_decode":
+        suffixes, out = batch.AUDIO_SUFFIXES, ".wav"
+    elif encoding:
+        suffixes, out = batch.AUDIO_SUFFIXES, ".npz" if vae else ".dac"
+    else:
+        suffixes, out = (batch.LATENT_SUFFIXES if vae else batch.DAC_SUFFIXES), ".wav"
+    batch.plan(args.input, args.output, suffixes, out, args.overwrite)
+
+
 def _encode(args) -> int:
     from dac_jax.api import VAECodec
     from dac_jax.codec.batch import encode_files, encode_latent_files, roundtrip_files
 
+    _plan(args, _is_vae(args), encoding=True)
     model = _load_codec(args)
     vae = isinstance(model, VAECodec)
-    _check_vae_flags(args, vae)
     normalize_db = {None: None if vae else -16.0, "none": None}.get(args.normalize_db, args.normalize_db)
-    common = dict(win_duration=args.win_duration, batch_size=args.batch_size, progress=not args.quiet)
+    common = dict(win_duration=args.win_duration, batch_size=args.batch_size, progress=not args.quiet,
+                  overwrite=args.overwrite)
     if args.mode == "encode_decode":
         summary = roundtrip_files(model, args.input, args.output, n_quantizers=args.n_quantizers,
                                   normalize_db=normalize_db, seed=args.seed, **common)
@@ -103,10 +141,11 @@ def _decode(args) -> int:
     from dac_jax.api import VAECodec
     from dac_jax.codec.batch import decode_files, decode_latent_files
 
+    _plan(args, _is_vae(args), encoding=False)
     model = _load_codec(args)
     decode = decode_latent_files if isinstance(model, VAECodec) else decode_files
     summary = decode(model, args.input, args.output, win_duration=args.win_duration,
-                     batch_size=args.batch_size, progress=not args.quiet)
+                     batch_size=args.batch_size, progress=not args.quiet, overwrite=args.overwrite)
     print(summary.line("decoded"))
     return 1 if summary.failed or not summary.done else 0
 
@@ -122,13 +161,22 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    "the DAC-VAE (latent files instead of .dac files; needs --weights_path)")
     p.add_argument("--model_bitrate", default="8kbps", choices=["8kbps", "16kbps"])
     p.add_argument("--model_tag", default="latest")
-    p.add_argument("--win_duration", type=float, default=5.0,
+    p.add_argument("--win_duration", type=_option(options.win_duration), default=5.0,
                    help="seconds of audio per chunk (bounds device memory)")
-    p.add_argument("--batch_size", type=int, default=4, help="chunks per compiled call")
+    p.add_argument("--batch_size", type=_option(options.batch_size, _int), default=4, help="chunks per compiled call")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (never the inputs); without it, a run that would "
+                   "replace any file stops before it starts")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--winograd", type=int, choices=[2, 4], default=None,
                    help="experimental: Winograd F(m, 7) for the kernel-7 convolutions of >= 64 channels (faster on "
                    "CPU; float32 results no longer follow the original's summation; see benchmarks/RESULTS.md)")
+
+
+def _not_the_input(args) -> None:
+    inp, out = Path(args.input), Path(args.output)
+    if out.resolve() == inp.resolve() or (out.exists() and inp.exists() and out.samefile(inp)):
+        raise UsageError(f"{args.output}: is the input; write the {args.command} somewhere else")
 
 
 def _load_weights(args):
@@ -139,7 +187,11 @@ def _load_weights(args):
 
 def _convert(args) -> None:
     from dac_jax.api import VAECodec
+    from dac_jax.fileio import check_writable
+    from dac_jax.weights.native import replaceable
 
+    _not_the_input(args)
+    check_writable(args.output, overwrite=args.overwrite, replaceable=replaceable, what="checkpoint")
     model = _load_weights(args)
     if args.verify:  # before writing anything: a failed check leaves no output behind
         if isinstance(model, VAECodec):
@@ -159,7 +211,10 @@ def _convert(args) -> None:
 
 def _export(args) -> None:
     from dac_jax.api import VAECodec
+    from dac_jax.fileio import check_writable
 
+    _not_the_input(args)
+    check_writable(args.output, overwrite=args.overwrite, what=".pth file")
     model = _load_weights(args)
     model.export_torch(args.output)
     if isinstance(model, VAECodec):
@@ -174,13 +229,14 @@ def _download(args) -> None:
     print(download(args.model_type, args.model_bitrate, args.tag))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dac_jax", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser(prog: str = "python -m dac_jax") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("encode", help="compress audio files to .dac files (DAC) or latent .npz files (DAC-VAE)")
     _add_model_flags(p)
-    p.add_argument("--n_quantizers", type=int, default=None, help="DAC: codebooks to use (default: all)")
+    p.add_argument("--n_quantizers", type=_option(lambda n: options.integer("n_quantizers", n, 1), _int), default=None,
+                   help="DAC: codebooks to use (default: all)")
     p.add_argument("--mode", default="independent", choices=["independent", "faithful", "encode_decode"],
                    help="independent: codes (latents) equal whole-file encoding, one frame per hop, any window; "
                    "faithful: the original DAC's window-dependent chunks; encode_decode: write the decoded "
@@ -188,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize_db", type=_normalize_db, default=None,
                    help="loudness (LUFS) to normalise to before encoding, or none; default -16 for DAC "
                    "(the original's), none for DAC-VAE (its inference's)")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=_option(options.seed, _int), default=None,
                    help="DAC-VAE: sample z = mu + noise * exp(logs) with this seed (default: z = mu)")
     p.set_defaults(func=_encode)
 
@@ -199,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="round-trip an example clip through a model and report shapes, bitrate, time")
     p.add_argument("--model_type", default="44khz", help="44khz, 44khz-16kbps, 24khz or 16khz")
     p.add_argument("--output", default="runs/demo", help="folder for input.wav and output.wav")
-    p.add_argument("--duration", type=float, default=5.0, help="seconds of example audio")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights when none are cached")
+    p.add_argument("--duration", type=_option(lambda d: options.real("duration", d, 0, 600, " seconds", True)),
+                   default=5.0, help="seconds of example audio")
+    p.add_argument("--seed", type=_option(options.seed, _int), default=0, help="seed of the random weights when none are cached")
     p.set_defaults(func=_demo)
 
     model_type = dict(default="", choices=["", *VAE_TYPES],
@@ -211,13 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="folder to write (config.json + params.msgpack)")
     p.add_argument("--model_type", **model_type)
     p.add_argument("--verify", action="store_true", help="compare with the original PyTorch DAC on a test signal")
-    p.add_argument("--duration", type=float, default=1.0, help="seconds of the verification signal")
+    p.add_argument("--duration", type=_option(lambda d: options.real("duration", d, 0, 60, " seconds", True)),
+                   default=1.0, help="seconds of the verification signal")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dac-jax checkpoint folder")
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("export", help="write a dac-jax checkpoint (or any loadable model) as an original-format .pth")
     p.add_argument("input", help="a dac-jax checkpoint folder or a .pth")
     p.add_argument("output", help=".pth file to write (DAC-VAE: its checkpoint.pt format)")
     p.add_argument("--model_type", **model_type)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("download", help="download released weights into the original's cache")
@@ -228,8 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m dac_jax") -> int:
+    args = build_parser(prog).parse_args(argv)
+    warnings.formatwarning = _one_line_warning  # dac-jax's warnings name their file; no source line
     try:
         return args.func(args) or 0
     except DacJaxError as e:

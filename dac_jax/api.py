@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dac_jax import options
 from dac_jax.errors import AudioError, UsageError, WeightsError
 from dac_jax.model.config import (
     PRESETS, ConfigLike, DACConfig, VAEConfig, VAEConfigLike, get_config, get_vae_config,
@@ -69,7 +70,10 @@ def _check_audio(audio: Any, sample_rate: int) -> jax.Array:
     dtype = _dtype(audio)
     if not np.issubdtype(dtype, np.floating):
         raise AudioError(f"audio must be floating point (float32 in [-1, 1]); got {dtype}")
-    return jnp.asarray(audio, jnp.float32)
+    audio = jnp.asarray(audio, jnp.float32)
+    if not bool(jnp.isfinite(audio).all()):
+        raise AudioError("audio contains NaN or Inf samples")
+    return audio
 
 
 class _Model:
@@ -168,9 +172,7 @@ class Codec(_Model):
         return _check_audio(audio, self.sample_rate)
 
     def _check_n_quantizers(self, n_quantizers: Optional[int]) -> Optional[int]:
-        if n_quantizers is not None and not 1 <= int(n_quantizers) <= self.n_codebooks:
-            raise UsageError(f"n_quantizers must be in 1..{self.n_codebooks} for this model; got {n_quantizers}")
-        return None if n_quantizers is None else int(n_quantizers)
+        return options.n_quantizers(n_quantizers, self.n_codebooks)
 
     def _check_codes(self, codes: Any) -> jax.Array:
         shape = np.shape(codes)
@@ -234,6 +236,11 @@ def init_model(config: ConfigLike = "44khz", seed: int = 0) -> Codec:
     return Codec(config, init_variables(config, seed), source=f"random init (seed {seed})")
 
 
+def _check_source(source: Any) -> None:
+    if not isinstance(source, (str, Path)) or not str(source):
+        raise UsageError(f"the model to load must be a path or a model type (a non-empty string); got {source!r}")
+
+
 def load_model(
     source: Union[str, Path] = "44khz",
     model_bitrate: str = "8kbps",
@@ -248,6 +255,7 @@ def load_model(
     """
     from dac_jax.weights import native, registry
 
+    _check_source(source)
     path = Path(source)
     if not path.exists() and isinstance(source, str) and source.split("-")[0].lower() in {"44khz", "24khz", "16khz"}:
         path = registry.download(source, model_bitrate, tag)
@@ -363,6 +371,7 @@ def load_vae(
     from dac_jax.weights import native
     from dac_jax.weights.vae import read_vae_checkpoint, vae_state_dict_to_variables
 
+    _check_source(path)
     if Path(path).is_dir():
         cfg, variables, _ = native.load_native(path)
         if not isinstance(cfg, VAEConfig):

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import soundfile as sf
 
+from dac_jax import options
 from dac_jax.api import Codec, init_model, load_model
 from dac_jax.audio import synth
+from dac_jax.audio.io import write_audio
+from dac_jax.errors import UsageError
+from dac_jax.fileio import check_folder
 from dac_jax.weights import registry
 
 
@@ -37,15 +40,32 @@ def pick_model(model_type: str = "44khz", seed: int = 0) -> tuple[Codec, bool]:
     return init_model(preset, seed), False
 
 
+OUTPUTS = ("input.wav", "output.wav", "input.dac", "decompressed.wav")
+MARKER = ".dac-jax-demo"  # says that the folder's OUTPUTS are a demo's, which a new demo may replace
+MAX_SECONDS = 600.0
+
+
+def prepare_folder(output: Path) -> None:
+    """Refuse a folder whose files of the demo's names are not an earlier demo's; mark it as the demo's."""
+    theirs = [name for name in OUTPUTS if (output / name).exists()]
+    if theirs and not (output / MARKER).is_file():
+        raise UsageError(f"{output}: already holds {', '.join(theirs)}, not written by a demo; choose another --output")
+    check_folder(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / MARKER).touch()
+
+
 def run_demo(model_type: str = "44khz", output: str | Path = "runs/demo", duration: float = 5.0, seed: int = 0) -> dict:
+    duration = options.real("duration", duration, 0.0, MAX_SECONDS, " seconds", open_low=True)
+    options.integer("seed", seed, 0, 2**32 - 1)
+    output = Path(output)
+    prepare_folder(output)
     codec, pretrained = pick_model(model_type, seed)
     cfg = codec.config
     sr = codec.sample_rate
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
 
     clip = synth.example_clip(duration, sr, seed)
-    sf.write(output / "input.wav", clip, sr)
+    write_audio(output / "input.wav", clip, sr)
     audio = clip[None, None, :]
 
     _, encode_first = _timed(codec.encode, audio)
@@ -56,7 +76,7 @@ def run_demo(model_type: str = "44khz", output: str | Path = "runs/demo", durati
     # 16/24 kHz decoders give 320 * frames - 8 samples (the original's quirk): pad the tail
     recon = np.asarray(recon)[0, 0, : len(clip)]
     recon = np.pad(recon, (0, len(clip) - len(recon)))
-    sf.write(output / "output.wav", recon, sr)
+    write_audio(output / "output.wav", recon, sr)
 
     # the main job: a file to a .dac file and back (window-independent mode, 1 s windows)
     start = time.perf_counter()
@@ -64,7 +84,7 @@ def run_demo(model_type: str = "44khz", output: str | Path = "runs/demo", durati
     compress_time = time.perf_counter() - start
     start = time.perf_counter()
     decoded = codec.decompress(dac_path, win_duration=1.0)
-    sf.write(output / "decompressed.wav", decoded.samples[0].T, decoded.sample_rate)
+    write_audio(output / "decompressed.wav", decoded.samples[0], decoded.sample_rate)
     decompress_time = time.perf_counter() - start
 
     noise = clip - recon

@@ -45,7 +45,7 @@ def test_n_quantizers(pair):
     for n in (1, 2):
         np.testing.assert_array_equal(codec.encode(audio, n_quantizers=n), full[:, :n])
     assert codec.decode(full[:, :1]).shape == codec.decode(full).shape
-    with pytest.raises(dac_jax.UsageError, match=r"n_quantizers must be in 1..3 for this model; got 4"):
+    with pytest.raises(dac_jax.UsageError, match=r"n_quantizers must be a whole number 1..3 for this model; got 4"):
         codec.encode(audio, n_quantizers=4)
 
 

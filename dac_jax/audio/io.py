@@ -25,6 +25,8 @@ that starts with the path.
 from __future__ import annotations
 
 import dataclasses
+import re
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -95,7 +97,32 @@ def _info_of(path: Path, f: sf.SoundFile) -> AudioInfo:
         raise AudioError(f"{path}: the file holds no audio (0 frames)")
     if info.channels <= 0 or info.sample_rate <= 0:
         raise AudioError(f"{path}: invalid header ({info.channels} channels, {info.sample_rate} Hz)")
+    promised = _promised_frames(f)
+    if promised is not None and promised > info.frames:
+        warnings.warn(TruncatedAudioWarning(
+            f"{path}: truncated: its header promises {promised} frames, the file holds {info.frames}; "
+            f"using the {info.frames} frames it holds"), stacklevel=1)  # one location: shown once per file
     return info
+
+
+class TruncatedAudioWarning(UserWarning):
+    """A file shorter than its header says (an interrupted copy or download)."""
+
+
+# libsndfile reads what a truncated WAV/AIFF holds and notes the header's claim in its log:
+# "data : 32000 (should be 15978)"
+_DATA_CLAIM = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _promised_frames(f: sf.SoundFile) -> int | None:
+    """Frames the header of a truncated file claims, or None where libsndfile logged no such claim."""
+    m = _DATA_CLAIM.search(f.extra_info)
+    if not m:
+        return None
+    claimed, held = int(m[1]), int(m[2])
+    if claimed <= held or f.frames <= 0:
+        return None
+    return int(f.frames * claimed // held) if held else None
 
 
 def _check_finite(path: Path, samples: np.ndarray, offset: int = 0, block: int = 1 << 20) -> None:
@@ -274,7 +301,7 @@ def _format_for(path: Path) -> str:
     return fmt
 
 
-def write_audio(path: str | Path, samples, sample_rate: int, subtype: str | None = None) -> Path:
+def write_audio(path: str | Path, samples, sample_rate: int, subtype: str | None = None, overwrite: bool = True) -> Path:
     """Write ``samples`` (``[channels, frames]`` or ``[frames]``, float) to ``path``, atomically.
 
     The format comes from the final suffix (``.wav``, ``.flac``, ``.ogg``, ``.mp3``, ``.aiff``,
@@ -311,7 +338,7 @@ def write_audio(path: str | Path, samples, sample_rate: int, subtype: str | None
         raise AudioError(f"{path}: samples contain NaN or Inf")
     if np.issubdtype(data.dtype, np.floating) and data.dtype not in (np.float32, np.float64):
         data = data.astype(np.float32)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         try:
             with sf.SoundFile(str(tmp), "w", int(sample_rate), data.shape[0], subtype, format=fmt) as f:
                 for i in range(0, data.shape[1], block):

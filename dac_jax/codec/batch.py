@@ -7,6 +7,7 @@ audio of either. One bad file is reported and the others still run; the summary 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,10 +18,17 @@ from tqdm import tqdm
 from dac_jax.api import Codec, VAECodec
 from dac_jax.audio.io import audio_info, write_audio
 from dac_jax.codec import latents
-from dac_jax.codec.compress import DecodedAudio, _check_options, check_options, compress, decompress
+from dac_jax.codec.compress import DecodedAudio, check_options, check_vae_options, compress, decompress
 from dac_jax.errors import DacJaxError, UsageError
+from dac_jax.fileio import check_folder, is_temp, remove_stale_temps
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".mp4", ".ogg", ".aif", ".aiff")
+# What the reader opens (libsndfile's formats; see dac_jax.audio.io), by suffix. Files with other
+# suffixes under an input folder are counted and reported as skipped, never silently dropped.
+AUDIO_SUFFIXES = (
+    ".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".caf", ".w64",
+    ".rf64", ".au", ".snd", ".voc", ".ircam", ".sf", ".nist", ".sph", ".paf", ".svx", ".htk", ".xi", ".sds",
+    ".avr", ".wve", ".mat", ".pvf", ".sd2",
+)
 DAC_SUFFIXES = (".dac",)
 LATENT_SUFFIXES = (".npz",)
 
@@ -41,143 +49,224 @@ class BatchSummary:
         )
 
 
-def find_inputs(inputs: Iterable[str | Path], suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
-    """``(file, path relative to the output folder)`` for files, and for files found under directories.
+@dataclasses.dataclass
+class Plan:
+    """What a run will read and write, all checked before any work: ``jobs`` as ``(input, output)``
+    with no two outputs alike and none that would replace an input or (without ``overwrite``) any
+    existing file; ``failed``, the inputs that cannot run at all (a folder with no matching file)."""
 
-    A missing input is returned as is, so that its error is reported like any other file's.
+    jobs: list[tuple[Path, Path]]
+    failed: list[tuple[Path, str]]
+    skipped: dict[str, int]  # suffix -> files under input folders left out as not matching
+
+
+def _describe(suffixes: tuple[str, ...]) -> str:
+    return " ".join(suffixes) if len(suffixes) <= 8 else " ".join(suffixes[:8]) + " ..."
+
+
+def find_inputs(inputs: Iterable[str | Path], suffixes: tuple[str, ...]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]], dict[str, int]]:
+    """``(file, path relative to the output folder)`` for files, and for files found under folders;
+    the folders with no such file (as failures); the counts of other files skipped, by suffix.
+
+    A missing input file is returned as is, so that its error is reported like any other file's.
     """
-    found = []
+    found, failed, skipped = [], [], {}
     for item in map(Path, inputs):
-        if item.is_dir():
-            for path in sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in suffixes):
-                found.append((path, path.relative_to(item)))
-        else:
+        if not item.is_dir():
             found.append((item, Path(item.name)))
-    return found
+            continue
+        matches = []
+        for path in sorted(item.rglob("*")):
+            if not path.is_file() or is_temp(path.name):
+                continue
+            suffix = path.suffix.lower()
+            if suffix in suffixes:
+                matches.append((path, path.relative_to(item)))
+            else:
+                skipped[suffix or "(none)"] = skipped.get(suffix or "(none)", 0) + 1
+        if not matches:
+            failed.append((item, f"{item}: no input files found under the folder (suffixes: {_describe(suffixes)})"))
+        found.extend(matches)
+    return found, failed, skipped
+
+
+def _key(path: Path) -> str:
+    return os.path.normcase(os.path.abspath(path))
+
+
+def plan(inputs: Iterable[str | Path], output: str | Path, suffixes: tuple[str, ...], out_suffix: str,
+         overwrite: bool = False) -> Plan:
+    """The jobs of a run (see :class:`Plan`); :class:`UsageError` (one line) for an output folder that
+    cannot be written, two inputs with one output, an output that is an input, or an existing
+    output without ``overwrite``."""
+    output = Path(output)
+    found, failed, skipped = find_inputs(inputs, suffixes)
+    check_folder(output)
+    jobs, by_target = [], {}
+    sources = {_key(source) for source, _ in found}
+    existing = []
+    for source, relative in found:
+        target = output / relative.with_suffix(out_suffix)
+        key = _key(target)
+        if key in by_target:
+            raise UsageError(
+                f"{by_target[key]} and {source} would both be written to {target}; "
+                "encode them in separate runs or into separate --output folders")
+        by_target[key] = source
+        if key in sources or (target.exists() and source.exists() and os.path.samefile(target, source)):
+            raise UsageError(f"{source}: its output {target} is an input of this run; choose another --output folder")
+        if target.is_dir():
+            raise UsageError(f"{target}: a folder stands where {source}'s output goes")
+        if os.path.lexists(target):
+            existing.append(target)
+        jobs.append((source, target))
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise UsageError(f"{existing[0]}{more}: already exist{'s' * (len(existing) == 1)}; "
+                         "pass --overwrite to replace them (inputs are never replaced)")
+    return Plan(jobs, failed, skipped)
 
 
 def _run(
-    jobs: list[tuple[Path, Path]], work: Callable[[Path, Path, Callable[[int], None]], float], verb: str,
-    progress: bool,
+    run: Plan, work: Callable[[Path, Path, Callable[[int], None]], float], verb: str, progress: bool,
 ) -> BatchSummary:
-    summary = BatchSummary()
+    summary = BatchSummary(failed=list(run.failed))
+    for _, message in run.failed:
+        tqdm.write(f"error: {message}", file=sys.stderr)
+    if run.skipped:
+        counts = ", ".join(f"{n} {suffix}" for suffix, n in sorted(run.skipped.items()))
+        tqdm.write(f"note: skipped {sum(run.skipped.values())} files with other suffixes ({counts})", file=sys.stderr)
+    for folder in {target.parent for _, target in run.jobs}:
+        remove_stale_temps(folder)  # what runs killed earlier left behind
     start = time.perf_counter()
-    files = tqdm(jobs, desc=verb, unit="file", disable=not progress or len(jobs) < 2, leave=False)
+    files = tqdm(run.jobs, desc=verb, unit="file", disable=not progress or len(run.jobs) < 2, leave=False)
     for source, target in files:
         chunks = tqdm(desc=source.name, unit="chunk", disable=not progress, leave=False)
         try:
             summary.audio_seconds += work(source, target, chunks.update)
             summary.done.append(source)
-        except (DacJaxError, OSError) as e:
-            message = str(e) if str(source) in str(e) else f"{source}: {e}"
-            summary.failed.append((source, message))
-            tqdm.write(f"error: {message}", file=sys.stderr)
+        except (DacJaxError, OSError, MemoryError, RecursionError) as e:
+            summary.failed.append((source, _message(source, e)))
+            tqdm.write(f"error: {summary.failed[-1][1]}", file=sys.stderr)
         finally:
             chunks.close()
     summary.wall_seconds = time.perf_counter() - start
     return summary
 
 
+def _message(source: Path, e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return f"{source}: out of memory while processing the file"
+    if isinstance(e, RecursionError):
+        return f"{source}: too deeply nested to process"
+    if isinstance(e, FileExistsError):
+        return f"{source}: its output {e.filename} appeared during the run; not replaced"
+    text = str(e) if not isinstance(e, OSError) or not e.strerror else f"{e.strerror}: {e.filename}"
+    return text if str(source) in text else f"{source}: {text}"
+
+
 def encode_files(
     codec: Codec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
     n_quantizers: Optional[int] = None, normalize_db: Optional[float] = -16.0, mode: str = "independent",
-    batch_size: int = 4, progress: bool = True,
+    batch_size: int = 4, progress: bool = True, overwrite: bool = False,
 ) -> BatchSummary:
-    """Compress audio files (and trees of them) to ``.dac`` files under ``output``."""
-    check_options(codec, win_duration, n_quantizers, mode, batch_size)
-    output = Path(output)
+    """Compress audio files (and trees of them) to ``.dac`` files under ``output``.
 
-    def work(source: Path, relative: Path, tick) -> float:
+    Nothing is replaced unless ``overwrite`` (inputs never); see :func:`plan` for what is refused."""
+    check_options(codec, win_duration, n_quantizers, mode, batch_size, normalize_db)
+    run = plan(inputs, output, AUDIO_SUFFIXES, ".dac", overwrite)
+
+    def work(source: Path, target: Path, tick) -> float:
         info = audio_info(source)
         dacfile = compress(
             codec, source, win_duration=win_duration, n_quantizers=n_quantizers, normalize_db=normalize_db,
             mode=mode, batch_size=batch_size, progress=tick,
         )
-        dacfile.save(output / relative.with_suffix(".dac"))
+        dacfile.save(target, overwrite=overwrite)
         return info.duration
 
-    return _run(find_inputs(inputs, AUDIO_SUFFIXES), work, "encode", progress)
+    return _run(run, work, "encode", progress)
 
 
-def _write_wav(path: Path, decoded: DecodedAudio) -> float:
+def _write_wav(path: Path, decoded: DecodedAudio, overwrite: bool) -> float:
     """Write the first (only) signal of ``decoded`` as a WAV file; its duration in seconds."""
     samples = decoded.samples
-    write_audio(path, samples.reshape(-1, samples.shape[-1]), decoded.sample_rate)
+    write_audio(path, samples.reshape(-1, samples.shape[-1]), decoded.sample_rate, overwrite=overwrite)
     return samples.shape[-1] / decoded.sample_rate
 
 
 def decode_files(
     codec: Codec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
-    batch_size: int = 4, progress: bool = True,
+    batch_size: int = 4, progress: bool = True, overwrite: bool = False,
 ) -> BatchSummary:
     """Decompress ``.dac`` files (and trees of them) to ``.wav`` files under ``output``."""
-    output = Path(output)
+    check_options(codec, win_duration, None, "independent", batch_size)
+    run = plan(inputs, output, DAC_SUFFIXES, ".wav", overwrite)
 
-    def work(source: Path, relative: Path, tick) -> float:
+    def work(source: Path, target: Path, tick) -> float:
         decoded = decompress(codec, source, win_duration=win_duration, batch_size=batch_size, progress=tick)
-        return _write_wav(output / relative.with_suffix(".wav"), decoded)
+        return _write_wav(target, decoded, overwrite)
 
-    return _run(find_inputs(inputs, DAC_SUFFIXES), work, "decode", progress)
+    return _run(run, work, "decode", progress)
 
 
 def encode_latent_files(
     vae: VAECodec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
     normalize_db: Optional[float] = None, seed: Optional[int] = None, batch_size: int = 4, progress: bool = True,
+    overwrite: bool = False,
 ) -> BatchSummary:
     """Encode audio files (and trees of them) to DAC-VAE latent files (``.npz``) under ``output``."""
-    _check_options(win_duration, batch_size, "independent")
-    output = Path(output)
+    check_vae_options(win_duration, batch_size, normalize_db, seed)
+    run = plan(inputs, output, AUDIO_SUFFIXES, ".npz", overwrite)
 
-    def work(source: Path, relative: Path, tick) -> float:
+    def work(source: Path, target: Path, tick) -> float:
         info = audio_info(source)
         encoded = latents.encode(vae, source, None, win_duration, normalize_db, seed, batch_size, tick)
-        encoded.save(output / relative.with_suffix(".npz"))
+        encoded.save(target, overwrite=overwrite)
         return info.duration
 
-    return _run(find_inputs(inputs, AUDIO_SUFFIXES), work, "encode", progress)
+    return _run(run, work, "encode", progress)
 
 
 def decode_latent_files(
     vae: VAECodec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
-    batch_size: int = 4, progress: bool = True,
+    batch_size: int = 4, progress: bool = True, overwrite: bool = False,
 ) -> BatchSummary:
     """Decode DAC-VAE latent files (and trees of them) to ``.wav`` files under ``output``."""
-    _check_options(win_duration, batch_size, "independent")
-    output = Path(output)
+    check_vae_options(win_duration, batch_size)
+    run = plan(inputs, output, LATENT_SUFFIXES, ".wav", overwrite)
 
-    def work(source: Path, relative: Path, tick) -> float:
+    def work(source: Path, target: Path, tick) -> float:
         decoded = latents.decode(vae, source, win_duration, batch_size, tick)
-        return _write_wav(output / relative.with_suffix(".wav"), decoded)
+        return _write_wav(target, decoded, overwrite)
 
-    return _run(find_inputs(inputs, LATENT_SUFFIXES), work, "decode", progress)
+    return _run(run, work, "decode", progress)
 
 
 def roundtrip_files(
     model: Codec | VAECodec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
     n_quantizers: Optional[int] = None, normalize_db: Optional[float] = -16.0, seed: Optional[int] = None,
-    batch_size: int = 4, progress: bool = True,
+    batch_size: int = 4, progress: bool = True, overwrite: bool = False,
 ) -> BatchSummary:
     """Encode and decode audio files in memory (window-independent), writing the result as ``.wav``
     under ``output``: the original DAC-VAE inference's ``encode_decode`` mode, for either model."""
-    output = Path(output)
     if isinstance(model, VAECodec):
-        _check_options(win_duration, batch_size, "independent")
+        check_vae_options(win_duration, batch_size, normalize_db, seed)
 
         def roundtrip(source, tick):
             return latents.decode(model, latents.encode(model, source, None, win_duration, normalize_db, seed, batch_size, tick),
                                   win_duration, batch_size, tick)
     else:
-        check_options(model, win_duration, n_quantizers, "independent", batch_size)
+        check_options(model, win_duration, n_quantizers, "independent", batch_size, normalize_db)
 
         def roundtrip(source, tick):
             dacfile = compress(model, source, None, win_duration, n_quantizers, normalize_db, "independent", batch_size, tick)
             return decompress(model, dacfile, win_duration, batch_size, tick)
 
-    def work(source: Path, relative: Path, tick) -> float:
-        target = output / relative.with_suffix(".wav")
-        if target.resolve() == source.resolve():
-            raise UsageError(f"{source}: the output would overwrite the input; choose another --output folder")
-        audio_info(source)
-        return _write_wav(target, roundtrip(source, tick))
+    run = plan(inputs, output, AUDIO_SUFFIXES, ".wav", overwrite)
 
-    return _run(find_inputs(inputs, AUDIO_SUFFIXES), work, "encode_decode", progress)
+    def work(source: Path, target: Path, tick) -> float:
+        audio_info(source)
+        return _write_wav(target, roundtrip(source, tick), overwrite)
+
+    return _run(run, work, "encode_decode", progress)

@@ -21,7 +21,7 @@ import numpy as np
 
 from dac_jax.api import VAECodec
 from dac_jax.codec import chunked
-from dac_jax.codec.compress import DecodedAudio, _check_options, prepare, restore_loudness, to_original
+from dac_jax.codec.compress import DecodedAudio, check_finite, check_vae_options, prepare, restore_loudness, to_original
 from dac_jax.codec.latentfile import LatentFile, load as load_latentfile
 from dac_jax.errors import FileFormatError
 
@@ -55,7 +55,7 @@ def encode(
     ``sample_rate`` (default: the model's). ``z`` is the mean unless ``seed`` is given, in which
     case ``z = mu + noise * exp(logs)`` with ``noise = jax.random.normal(jax.random.key(seed), mu.shape)``.
     """
-    _check_options(win_duration, batch_size, "independent")
+    check_vae_options(win_duration, batch_size, normalize_db, seed)
     x, sample_rate, original_length, input_db = prepare(source, sample_rate, vae.sample_rate, normalize_db)
     nb, nac, _ = x.shape
     _clamp(x)
@@ -98,9 +98,10 @@ def decode(
     progress: chunked.Progress = None,
 ) -> DecodedAudio:
     """Decode a :class:`LatentFile` (or its path) to audio at the input's rate, length and channels."""
-    _check_options(win_duration, batch_size, "independent")
+    check_vae_options(win_duration, batch_size)
     latents = load_latentfile(source) if isinstance(source, (str, Path)) else source
-    check_fits(vae, latents, str(source) if isinstance(source, (str, Path)) else "LatentFile")
+    where = str(source) if isinstance(source, (str, Path)) else "LatentFile"
+    check_fits(vae, latents, where)
     z, length, channels = latents.z, latents.length, latents.channels
     normalize_db, input_db = latents.normalize_db, latents.input_db
     rate, original_length = latents.original_sample_rate, latents.original_length
@@ -110,6 +111,7 @@ def decode(
     audio = audio[:, :length]
     if normalize_db is not None:  # undo the normalisation: back to the measured loudness
         restore_loudness(audio, vae.sample_rate, np.repeat(input_db, channels))
+    check_finite(audio, where)
     return to_original(audio, vae.sample_rate, rate, original_length, channels)
 
 

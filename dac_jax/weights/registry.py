@@ -6,6 +6,7 @@ file the original downloaded is found here and the other way round.
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -82,10 +83,11 @@ def download(model_type: str = "44khz", model_bitrate: str = "8kbps", tag: str =
             with open(tmp, "wb") as f:
                 while chunk := response.read(1 << 20):
                     f.write(chunk)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:  # IncompleteRead too
+        reason = getattr(e, "reason", None) or e
         raise WeightsError(
-            f"could not download the {model_type} {model_bitrate} weights (tag {tag}) from {url}: {e}.\n"
-            f"Without network access, fetch that file elsewhere and put it at {path}, "
-            f"or pass its path to dac_jax.load_model()."
+            f"could not download the {model_type} {model_bitrate} weights (tag {tag}) from {url} ({reason}); "
+            f"offline, fetch that file elsewhere and pass it with --weights_path (or load_model(path)), "
+            f"or put it at {path}"
         ) from None
     return path

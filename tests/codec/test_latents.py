@@ -130,7 +130,7 @@ def test_bad_audio_is_one_line_error(tiny, tmp_path):
         tiny.compress(tmp_path / "text.wav")
     with pytest.raises(AudioError, match="NaN"):
         tiny.compress(np.array([0.1, np.nan, 0.2], np.float32))
-    with pytest.raises(UsageError, match="window"):
+    with pytest.raises(UsageError, match="win_duration must be a finite number > 0"):
         tiny.compress(np.zeros(100, np.float32), win_duration=0)
 
 

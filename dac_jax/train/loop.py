@@ -84,13 +84,18 @@ def _data_config(config: TrainConfig, groups, duration: float, batch_size: int, 
     )
 
 
-def train_batches(config: TrainConfig, start_step: int) -> Iterator[np.ndarray]:
-    """This host's share of each global training batch, from step ``start_step`` on."""
+def train_pipeline(config: TrainConfig):
+    """The training input pipeline; building it checks every data source (DataError)."""
     from dac_jax.train import data
 
     pipeline = data.AudioPipeline(_data_config(config, config.train_groups, config.duration, config.batch_size,
                                                config.seed))
     log.info("training data: %s", pipeline.stats)
+    return pipeline
+
+
+def train_batches(pipeline, start_step: int) -> Iterator[np.ndarray]:
+    """This host's share of each global training batch, from step ``start_step`` on."""
     for batch in pipeline.train_dataset(start_step=start_step).as_numpy_iterator():
         yield batch["audio"]
 
@@ -163,9 +168,14 @@ def train_and_evaluate(
     run; ignored when the run resumes from its own checkpoint.
     """
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     mesh = S.make_mesh(config.devices)
     _check_divisible(config, mesh.size * jax.process_count())
+    # the data first: a missing or empty source must not leave run folders behind
+    pipeline = train_pipeline(config)
+    val = validation_batches(config) if config.valid_every or config.sample_every else []
+    if workdir.exists() and not workdir.is_dir():
+        raise UsageError(f"{workdir}: is a file; save_path must be a folder")
+    workdir.mkdir(parents=True, exist_ok=True)
     writer = metric_writers.create_default_writer(workdir / "logs", just_logging=jax.process_index() > 0)
     checkpoints = Checkpoints(workdir / "checkpoints", config.keep_checkpoints, config.save_steps)
 
@@ -188,8 +198,7 @@ def train_and_evaluate(
 
     train_step = S.make_train_step(mesh, config.step)
     eval_step = S.make_eval_step(mesh, config.step, seed=config.seed)
-    val = validation_batches(config) if config.valid_every or config.sample_every else []
-    batches = train_batches(config, start)
+    batches = train_batches(pipeline, start)
     report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
                                              every_steps=config.log_every, every_secs=None)
     collection, acc = None, None

@@ -72,6 +72,13 @@ def test_bad_configs_are_one_line_errors(tmp_path):
     cfg = tiny.write_config(tmp_path / "bad2.yml", groups, **{"train/build_dataset.folders": {"a": [str(tmp_path / "missing")]}})
     res = run(train_cmd(cfg, tmp_path / "run2"), timeout=300)
     assert res.returncode == 1 and str(tmp_path / "missing") in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "run2").exists()  # the data is checked before the run's folders are made
+    (tmp_path / "empty").mkdir()
+    cfg = tiny.write_config(tmp_path / "bad3.yml", groups, **{"train/build_dataset.folders": {"a": [str(tmp_path / "empty")]}})
+    res = run(train_cmd(cfg, tmp_path / "run3"), timeout=300)
+    assert res.returncode == 1 and "no audio files" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "run3").exists()
 
 
 def _restore(save_path: Path, step: int) -> St.TrainState:

@@ -98,31 +98,29 @@ def _check_vae_flags(args, vae: bool) -> None:
         raise UsageError("--seed samples DAC-VAE latents; DAC codes have no sampling")
 
 
-def _plan(args, vae: bool, encoding: bool) -> None:
+def _plan(args, vae: bool, encoding: bool):
     """Every refusal a run can know before the model loads: flags that do not fit the model, the
-    output folder, colliding or existing outputs, inputs that would be replaced."""
+    output folder, colliding or existing outputs, inputs that would be replaced. The run's plan."""
     from dac_jax.codec import batch
 
     _check_vae_flags(args, vae)
-    if encoding and args.mode == "encode_decode":
-        suffixes, out = batch.AUDIO_SUFFIXES, ".wav"
-    elif encoding:
-        suffixes, out = batch.AUDIO_SUFFIXES, ".npz" if vae else ".dac"
+    if encoding:
+        kind = "roundtrip" if args.mode == "encode_decode" else "encode_latents" if vae else "encode"
     else:
-        suffixes, out = (batch.LATENT_SUFFIXES if vae else batch.DAC_SUFFIXES), ".wav"
-    batch.plan(args.input, args.output, suffixes, out, args.overwrite)
+        kind = "decode_latents" if vae else "decode"
+    return batch.plan(args.input, args.output, kind, args.overwrite)
 
 
 def _encode(args) -> int:
     from dac_jax.api import VAECodec
     from dac_jax.codec.batch import encode_files, encode_latent_files, roundtrip_files
 
-    _plan(args, _is_vae(args), encoding=True)
+    planned = _plan(args, _is_vae(args), encoding=True)
     model = _load_codec(args)
     vae = isinstance(model, VAECodec)
     normalize_db = {None: None if vae else -16.0, "none": None}.get(args.normalize_db, args.normalize_db)
     common = dict(win_duration=args.win_duration, batch_size=args.batch_size, progress=not args.quiet,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, planned=planned)
     if args.mode == "encode_decode":
         summary = roundtrip_files(model, args.input, args.output, n_quantizers=args.n_quantizers,
                                   normalize_db=normalize_db, seed=args.seed, **common)
@@ -141,11 +139,11 @@ def _decode(args) -> int:
     from dac_jax.api import VAECodec
     from dac_jax.codec.batch import decode_files, decode_latent_files
 
-    _plan(args, _is_vae(args), encoding=False)
+    planned = _plan(args, _is_vae(args), encoding=False)
     model = _load_codec(args)
     decode = decode_latent_files if isinstance(model, VAECodec) else decode_files
-    summary = decode(model, args.input, args.output, win_duration=args.win_duration,
-                     batch_size=args.batch_size, progress=not args.quiet, overwrite=args.overwrite)
+    summary = decode(model, args.input, args.output, win_duration=args.win_duration, batch_size=args.batch_size,
+                     progress=not args.quiet, overwrite=args.overwrite, planned=planned)
     print(summary.line("decoded"))
     return 1 if summary.failed or not summary.done else 0
 

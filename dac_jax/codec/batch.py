@@ -31,6 +31,14 @@ AUDIO_SUFFIXES = (
 )
 DAC_SUFFIXES = (".dac",)
 LATENT_SUFFIXES = (".npz",)
+# what each kind of run reads (by suffix) and writes (one file per input, this suffix)
+KINDS = {
+    "encode": (AUDIO_SUFFIXES, ".dac"),
+    "encode_latents": (AUDIO_SUFFIXES, ".npz"),
+    "roundtrip": (AUDIO_SUFFIXES, ".wav"),
+    "decode": (DAC_SUFFIXES, ".wav"),
+    "decode_latents": (LATENT_SUFFIXES, ".wav"),
+}
 
 
 @dataclasses.dataclass
@@ -94,11 +102,12 @@ def _key(path: Path) -> str:
     return os.path.normcase(os.path.abspath(path))
 
 
-def plan(inputs: Iterable[str | Path], output: str | Path, suffixes: tuple[str, ...], out_suffix: str,
-         overwrite: bool = False) -> Plan:
-    """The jobs of a run (see :class:`Plan`); :class:`UsageError` (one line) for an output folder that
-    cannot be written, two inputs with one output, an output that is an input, or an existing
-    output without ``overwrite``."""
+def plan(inputs: Iterable[str | Path], output: str | Path, kind: str, overwrite: bool = False) -> Plan:
+    """The jobs of a run of ``kind`` (:data:`KINDS`; see :class:`Plan`); :class:`UsageError` (one line)
+    for an output folder that cannot be written, two inputs with one output, an output that is an
+    input, or an existing output without ``overwrite``. The functions below plan their run unless
+    given one (``planned``: the CLI plans before the model loads)."""
+    suffixes, out_suffix = KINDS[kind]
     output = Path(output)
     found, failed, skipped = find_inputs(inputs, suffixes)
     check_folder(output)
@@ -168,13 +177,13 @@ def _message(source: Path, e: BaseException) -> str:
 def encode_files(
     codec: Codec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
     n_quantizers: Optional[int] = None, normalize_db: Optional[float] = -16.0, mode: str = "independent",
-    batch_size: int = 4, progress: bool = True, overwrite: bool = False,
+    batch_size: int = 4, progress: bool = True, overwrite: bool = False, planned: Optional[Plan] = None,
 ) -> BatchSummary:
     """Compress audio files (and trees of them) to ``.dac`` files under ``output``.
 
     Nothing is replaced unless ``overwrite`` (inputs never); see :func:`plan` for what is refused."""
     check_options(codec, win_duration, n_quantizers, mode, batch_size, normalize_db)
-    run = plan(inputs, output, AUDIO_SUFFIXES, ".dac", overwrite)
+    run = planned or plan(inputs, output, "encode", overwrite)
 
     def work(source: Path, target: Path, tick) -> float:
         info = audio_info(source)
@@ -197,11 +206,11 @@ def _write_wav(path: Path, decoded: DecodedAudio, overwrite: bool) -> float:
 
 def decode_files(
     codec: Codec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
-    batch_size: int = 4, progress: bool = True, overwrite: bool = False,
+    batch_size: int = 4, progress: bool = True, overwrite: bool = False, planned: Optional[Plan] = None,
 ) -> BatchSummary:
     """Decompress ``.dac`` files (and trees of them) to ``.wav`` files under ``output``."""
     check_options(codec, win_duration, None, "independent", batch_size)
-    run = plan(inputs, output, DAC_SUFFIXES, ".wav", overwrite)
+    run = planned or plan(inputs, output, "decode", overwrite)
 
     def work(source: Path, target: Path, tick) -> float:
         decoded = decompress(codec, source, win_duration=win_duration, batch_size=batch_size, progress=tick)
@@ -213,11 +222,11 @@ def decode_files(
 def encode_latent_files(
     vae: VAECodec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
     normalize_db: Optional[float] = None, seed: Optional[int] = None, batch_size: int = 4, progress: bool = True,
-    overwrite: bool = False,
+    overwrite: bool = False, planned: Optional[Plan] = None,
 ) -> BatchSummary:
     """Encode audio files (and trees of them) to DAC-VAE latent files (``.npz``) under ``output``."""
     check_vae_options(win_duration, batch_size, normalize_db, seed)
-    run = plan(inputs, output, AUDIO_SUFFIXES, ".npz", overwrite)
+    run = planned or plan(inputs, output, "encode_latents", overwrite)
 
     def work(source: Path, target: Path, tick) -> float:
         info = audio_info(source)
@@ -230,11 +239,11 @@ def encode_latent_files(
 
 def decode_latent_files(
     vae: VAECodec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
-    batch_size: int = 4, progress: bool = True, overwrite: bool = False,
+    batch_size: int = 4, progress: bool = True, overwrite: bool = False, planned: Optional[Plan] = None,
 ) -> BatchSummary:
     """Decode DAC-VAE latent files (and trees of them) to ``.wav`` files under ``output``."""
     check_vae_options(win_duration, batch_size)
-    run = plan(inputs, output, LATENT_SUFFIXES, ".wav", overwrite)
+    run = planned or plan(inputs, output, "decode_latents", overwrite)
 
     def work(source: Path, target: Path, tick) -> float:
         decoded = latents.decode(vae, source, win_duration, batch_size, tick)
@@ -246,7 +255,7 @@ def decode_latent_files(
 def roundtrip_files(
     model: Codec | VAECodec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
     n_quantizers: Optional[int] = None, normalize_db: Optional[float] = -16.0, seed: Optional[int] = None,
-    batch_size: int = 4, progress: bool = True, overwrite: bool = False,
+    batch_size: int = 4, progress: bool = True, overwrite: bool = False, planned: Optional[Plan] = None,
 ) -> BatchSummary:
     """Encode and decode audio files in memory (window-independent), writing the result as ``.wav``
     under ``output``: the original DAC-VAE inference's ``encode_decode`` mode, for either model."""
@@ -263,7 +272,7 @@ def roundtrip_files(
             dacfile = compress(model, source, None, win_duration, n_quantizers, normalize_db, "independent", batch_size, tick)
             return decompress(model, dacfile, win_duration, batch_size, tick)
 
-    run = plan(inputs, output, AUDIO_SUFFIXES, ".wav", overwrite)
+    run = planned or plan(inputs, output, "roundtrip", overwrite)
 
     def work(source: Path, target: Path, tick) -> float:
         audio_info(source)

@@ -5,7 +5,7 @@ The same command line as ``python -m dac_jax``; run with ``--help`` for the flag
 
 import sys
 
-from dac_jax.__main__ import main
+from dac_jax.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="compress.py"))

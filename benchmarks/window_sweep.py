@@ -87,23 +87,23 @@ class Ours:
         import jax
 
         import dac_jax
-        from dac_jax import api
+        from dac_jax import runtime
 
-        self.jax, self.api = jax, api
+        self.jax, self.runtime = jax, runtime
         self.codec = dac_jax.load_model(path)
 
     def compress_chunk(self, audio: np.ndarray):
-        out = self.api._encode(self.codec.unpadded_module, self.codec.inference_variables, audio, None).codes
+        out = self.runtime.encode(self.codec.unpadded_module, self.codec.inference_variables, audio, None).codes
         return self.jax.block_until_ready(out)
 
     def decompress_chunk(self, codes):
-        out = self.api._decode(self.codec.unpadded_module, self.codec.inference_variables, codes)
+        out = self.runtime.decode(self.codec.unpadded_module, self.codec.inference_variables, codes)
         return self.jax.block_until_ready(out)
 
     def flops(self, audio: np.ndarray, codes) -> tuple[float, float]:
         """XLA's FLOP counts of the compiled chunk functions (compress, decompress)."""
-        enc = self.api._encode.lower(self.codec.unpadded_module, self.codec.inference_variables, audio, None).compile()
-        dec = self.api._decode.lower(self.codec.unpadded_module, self.codec.inference_variables, codes).compile()
+        enc = self.runtime.encode.lower(self.codec.unpadded_module, self.codec.inference_variables, audio, None).compile()
+        dec = self.runtime.decode.lower(self.codec.unpadded_module, self.codec.inference_variables, codes).compile()
         return _flops(enc), _flops(dec)
 
 

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import dac_jax
-from dac_jax import api
+from dac_jax import runtime
 from dac_jax.audio import synth
 
 
@@ -44,10 +44,10 @@ def main() -> None:
         n = math.ceil(int(w * codec.sample_rate) / codec.hop_length) * codec.hop_length
         audio = 0.5 * synth.speech_like(n / codec.sample_rate + 0.01, codec.sample_rate, seed=1)[None, None, :n]
         audio = audio.astype(np.float32)
-        encode = {k: (lambda v=v: api._encode(module, v, audio, None).codes.block_until_ready())
+        encode = {k: (lambda v=v: runtime.encode(module, v, audio, None).codes.block_until_ready())
                   for k, v in (("direct", direct), ("winograd", winograd))}
         codes = {k: np.asarray(f()) for k, f in encode.items()}
-        decode = {k: (lambda v=v: api._decode(module, v, codes["direct"]).block_until_ready())
+        decode = {k: (lambda v=v: runtime.decode(module, v, codes["direct"]).block_until_ready())
                   for k, v in (("direct", direct), ("winograd", winograd))}
         decoded = {k: np.asarray(f()) for k, f in decode.items()}
         times = {f"{op}_{k}": [] for op in ("encode", "decode") for k in ("direct", "winograd")}

@@ -4,7 +4,7 @@
 on demand.
 """
 
-from dac_jax.api import Codec, VAECodec, init_model, init_vae, load_model, load_vae
+from dac_jax.api import Codec, VAECodec, init_model, init_vae, load, load_model, load_vae
 from dac_jax.codec.dacfile import DACFile
 from dac_jax.codec.latentfile import LatentFile
 from dac_jax.errors import (
@@ -20,10 +20,11 @@ from dac_jax.errors import (
 from dac_jax.model.config import PRESETS, VAE_PRESETS, DACConfig, VAEConfig, get_config, get_vae_config
 from dac_jax.model.dac import DAC, DACOutput, EncodeOutput
 from dac_jax.model.vae import DACVAE, VAELatents, VAEOutput
+from dac_jax.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "AudioError",
     "Codec",
     "DAC",
@@ -50,6 +51,7 @@ __all__ = [
     "get_vae_config",
     "init_model",
     "init_vae",
+    "load",
     "load_model",
     "load_vae",
 ]

@@ -14,13 +14,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pytest  # noqa: E402
 
-
-def _require_reference():
-    """Skip without the reference, unless the test command demands it (then fail loudly)."""
-    if os.environ.get("DAC_JAX_REQUIRE_REFERENCE") == "1":
-        import dac  # noqa: F401  (an ImportError here fails the test run)
-    else:
-        pytest.importorskip("dac")
+from tests.requires import require_reference  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,7 +33,7 @@ def compiled_lfilter():
 @pytest.fixture(scope="session")
 def reference_dir(tmp_path_factory):
     """A folder for the original models' checkpoints, shared by the whole session."""
-    _require_reference()
+    require_reference("dac")
     return tmp_path_factory.mktemp("reference")
 
 

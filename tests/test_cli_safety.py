@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 import dac_jax
-from dac_jax import __main__ as cli
+from dac_jax import cli
 from dac_jax.audio import synth
 from tests.test_cli import run
 

@@ -1,4 +1,4 @@
-"""Audio files: read (whole, lazily, or in blocks) and write (atomically), with soundfile.
+"""Audio files: read (whole, or lazily by range) and write (atomically), with soundfile.
 
 Samples are float32, channels-first ``[channels, frames]``, in [-1, 1]: exactly what the original
 DAC sees, since its CLI loads files through ``AudioSignal(path)`` -> ``librosa.load(sr=None,
@@ -28,7 +28,6 @@ import dataclasses
 import re
 import warnings
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -37,7 +36,7 @@ from dac_jax.errors import AudioError
 from dac_jax.fileio import atomic_path
 
 # Subtypes whose seeks are unreliable (see the module docstring): emulated by decoding forward.
-_NO_SEEK_SUBTYPES = {"VORBIS", "OPUS", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"}
+NO_SEEK_SUBTYPES = {"VORBIS", "OPUS", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III"}
 
 READ_BLOCK = 1 << 20  # frames decoded at once by read_audio
 
@@ -156,7 +155,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     with _open(path) as f:
         info = _info_of(path, f)
         try:
-            if info.subtype in _NO_SEEK_SUBTYPES:
+            if info.subtype in NO_SEEK_SUBTYPES:
                 # one read, as librosa does: libsndfile's MP3 output depends on the read sizes
                 samples = np.ascontiguousarray(f.read(dtype="float32", always_2d=True).T)
             else:  # blocks into the result: no second full-size copy for the transpose
@@ -237,7 +236,7 @@ class AudioReader:
     def _seek(self, start: int) -> None:
         if start == self._position:
             return
-        if self.info.subtype not in _NO_SEEK_SUBTYPES:
+        if self.info.subtype not in NO_SEEK_SUBTYPES:
             self._file.seek(start)
             self._position = start
             return
@@ -270,27 +269,6 @@ class AudioReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def read_audio_blocks(path: str | Path, block_frames: int, overlap: int = 0) -> Iterator[np.ndarray]:
-    """Consecutive blocks ``[channels, <= block_frames + overlap]`` of a file, in order.
-
-    Block ``i`` covers frames ``[i*block_frames, (i+1)*block_frames + overlap)`` clipped to the
-    file, so consecutive blocks share ``overlap`` frames (the caller's context). The last block is
-    shorter. Concatenating the first ``block_frames`` frames of every block gives ``read_audio``.
-    """
-    if block_frames <= 0 or overlap < 0:
-        raise ValueError(f"block_frames must be > 0 and overlap >= 0, got {block_frames}, {overlap}")
-    with AudioReader(path) as reader:
-        frames = reader.info.frames
-        held = np.zeros((reader.info.channels, 0), np.float32)  # the overlap, kept: reads never go back
-        end = 0  # frames read so far
-        for start in range(0, frames, block_frames):
-            stop = min(start + block_frames + overlap, frames)
-            block = np.concatenate([held[:, start - (end - held.shape[1]):], reader.read(end, stop)], axis=1)
-            end = stop
-            held = block
-            yield block
 
 
 def _format_for(path: Path) -> str:

@@ -1,7 +1,11 @@
 """Encode or decode many files and directory trees, mirroring the tree in the output folder.
 
-DAC writes ``.dac`` files, DAC-VAE latent ``.npz`` files; ``roundtrip_files`` writes the decoded
-audio of either. One bad file is reported and the others still run; the summary says how many failed.
+Written once for both codecs: what differs (DAC's ``.dac`` files and options, DAC-VAE's latent
+``.npz`` files and options) comes from the codec's :class:`~dac_jax.codec.signal.CodecFiles`
+(:data:`FILES`, keyed by the runtime model's ``kind``). ``encode_files`` writes the codec's files,
+``decode_files`` reads them back to ``.wav``, ``roundtrip_files`` writes the decoded audio of an
+in-memory round trip. One bad file is reported and the others still run; the summary says how
+many failed.
 """
 
 from __future__ import annotations
@@ -10,17 +14,18 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from tqdm import tqdm
 
-from dac_jax.api import Codec, VAECodec
 from dac_jax.audio.io import audio_info, write_audio
-from dac_jax.codec import latents
-from dac_jax.codec.compress import DecodedAudio, check_options, check_vae_options, compress, decompress
+from dac_jax.codec import compress, latents
+from dac_jax.codec.signal import CodecFiles, DecodedAudio
 from dac_jax.errors import DacJaxError, UsageError
 from dac_jax.fileio import check_folder, is_temp, remove_stale_temps
+from dac_jax.runtime import Model
 
 # What the reader opens (libsndfile's formats; see dac_jax.audio.io), by suffix. Files with other
 # suffixes under an input folder are counted and reported as skipped, never silently dropped.
@@ -29,16 +34,16 @@ AUDIO_SUFFIXES = (
     ".rf64", ".au", ".snd", ".voc", ".ircam", ".sf", ".nist", ".sph", ".paf", ".svx", ".htk", ".xi", ".sds",
     ".avr", ".wve", ".mat", ".pvf", ".sd2",
 )
-DAC_SUFFIXES = (".dac",)
-LATENT_SUFFIXES = (".npz",)
-# what each kind of run reads (by suffix) and writes (one file per input, this suffix)
-KINDS = {
-    "encode": (AUDIO_SUFFIXES, ".dac"),
-    "encode_latents": (AUDIO_SUFFIXES, ".npz"),
-    "roundtrip": (AUDIO_SUFFIXES, ".wav"),
-    "decode": (DAC_SUFFIXES, ".wav"),
-    "decode_latents": (LATENT_SUFFIXES, ".wav"),
+#: each codec's files, by the runtime model's ``kind``
+FILES: dict[str, CodecFiles] = {"dac": compress.FILES, "vae": latents.FILES}
+#: the tasks of a run: ``task -> (suffixes read, suffix written)`` for a codec's files
+TASKS: dict[str, Callable[[CodecFiles], tuple[tuple[str, ...], str]]] = {
+    "encode": lambda files: (AUDIO_SUFFIXES, files.suffix),
+    "decode": lambda files: ((files.suffix,), ".wav"),
+    "roundtrip": lambda files: (AUDIO_SUFFIXES, ".wav"),
 }
+#: the default of ``normalize_db``: the codec's own (DAC -16 LUFS, DAC-VAE none)
+CODEC_DEFAULT: Any = "codec default"
 
 
 @dataclasses.dataclass
@@ -102,12 +107,12 @@ def _key(path: Path) -> str:
     return os.path.normcase(os.path.abspath(path))
 
 
-def plan(inputs: Iterable[str | Path], output: str | Path, kind: str, overwrite: bool = False) -> Plan:
-    """The jobs of a run of ``kind`` (:data:`KINDS`; see :class:`Plan`); :class:`UsageError` (one line)
-    for an output folder that cannot be written, two inputs with one output, an output that is an
-    input, or an existing output without ``overwrite``. The functions below plan their run unless
-    given one (``planned``: the CLI plans before the model loads)."""
-    suffixes, out_suffix = KINDS[kind]
+def plan(inputs: Iterable[str | Path], output: str | Path, task: str, files: CodecFiles, overwrite: bool = False) -> Plan:
+    """The jobs of a run of ``task`` (:data:`TASKS`) with a codec's ``files`` (see :class:`Plan`);
+    :class:`UsageError` (one line) for an output folder that cannot be written, two inputs with one
+    output, an output that is an input, or an existing output without ``overwrite``. The functions
+    below plan their run unless given one (``planned``: the CLI plans before the model loads)."""
+    suffixes, out_suffix = TASKS[task](files)
     output = Path(output)
     found, failed, skipped = find_inputs(inputs, suffixes)
     check_folder(output)
@@ -175,26 +180,74 @@ def _message(source: Path, e: BaseException) -> str:
 
 
 def encode_files(
-    codec: Codec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
-    n_quantizers: Optional[int] = None, normalize_db: Optional[float] = -16.0, mode: str = "independent",
-    batch_size: int = 4, progress: bool = True, overwrite: bool = False, planned: Optional[Plan] = None,
+    model: Model, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
+    normalize_db: Optional[float] = CODEC_DEFAULT, batch_size: int = 4, progress: bool = True,
+    overwrite: bool = False, planned: Optional[Plan] = None, **options,
 ) -> BatchSummary:
-    """Compress audio files (and trees of them) to ``.dac`` files under ``output``.
+    """Encode audio files (and trees of them) to the codec's files under ``output``: ``.dac`` for
+    DAC (options ``n_quantizers``, ``mode``), latent ``.npz`` for DAC-VAE (option ``seed``).
 
     Nothing is replaced unless ``overwrite`` (inputs never); see :func:`plan` for what is refused."""
-    check_options(codec, win_duration, n_quantizers, mode, batch_size, normalize_db)
-    run = planned or plan(inputs, output, "encode", overwrite)
+    files, normalize_db, options = _files(model, normalize_db, options, win_duration, batch_size)
+    run = planned or plan(inputs, output, "encode", files, overwrite)
 
     def work(source: Path, target: Path, tick) -> float:
         info = audio_info(source)
-        dacfile = compress(
-            codec, source, win_duration=win_duration, n_quantizers=n_quantizers, normalize_db=normalize_db,
-            mode=mode, batch_size=batch_size, progress=tick,
-        )
-        dacfile.save(target, overwrite=overwrite)
+        files.encode(model, source, win_duration=win_duration, normalize_db=normalize_db, batch_size=batch_size,
+                     progress=tick, **options).save(target, overwrite=overwrite)
         return info.duration
 
     return _run(run, work, "encode", progress)
+
+
+def decode_files(
+    model: Model, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
+    batch_size: int = 4, progress: bool = True, overwrite: bool = False, planned: Optional[Plan] = None,
+) -> BatchSummary:
+    """Decode the codec's files (``.dac`` or latent ``.npz``, and trees of them) to ``.wav`` under ``output``."""
+    files, _, _ = _files(model, None, {}, win_duration, batch_size)
+    run = planned or plan(inputs, output, "decode", files, overwrite)
+
+    def work(source: Path, target: Path, tick) -> float:
+        decoded = files.decode(model, source, win_duration=win_duration, batch_size=batch_size, progress=tick)
+        return _write_wav(target, decoded, overwrite)
+
+    return _run(run, work, "decode", progress)
+
+
+def roundtrip_files(
+    model: Model, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
+    normalize_db: Optional[float] = CODEC_DEFAULT, batch_size: int = 4, progress: bool = True,
+    overwrite: bool = False, planned: Optional[Plan] = None, **options,
+) -> BatchSummary:
+    """Encode and decode audio files in memory (window-independent), writing the result as ``.wav``
+    under ``output``: the original DAC-VAE inference's ``encode_decode`` mode, for either model."""
+    if options.get("mode", "independent") != "independent":
+        raise UsageError("a round trip runs window-independent only; mode must be independent")
+    files, normalize_db, options = _files(model, normalize_db, options, win_duration, batch_size)
+    run = planned or plan(inputs, output, "roundtrip", files, overwrite)
+
+    def work(source: Path, target: Path, tick) -> float:
+        audio_info(source)
+        encoded = files.encode(model, source, win_duration=win_duration, normalize_db=normalize_db,
+                               batch_size=batch_size, progress=tick, **options)
+        decoded = files.decode(model, encoded, win_duration=win_duration, batch_size=batch_size, progress=tick)
+        return _write_wav(target, decoded, overwrite)
+
+    return _run(run, work, "encode_decode", progress)
+
+
+def _files(model: Model, normalize_db, options: dict, win_duration: float = 5.0, batch_size: int = 4):
+    """The model's :class:`CodecFiles`, the loudness target and the codec's own options, with
+    every option checked (the other codec's options are refused unless left at their defaults)."""
+    files = FILES[model.kind]
+    unknown = sorted(set(options) - {"n_quantizers", "mode", "seed"})
+    if unknown:
+        raise UsageError(f"unknown option{'s' * (len(unknown) > 1)} {', '.join(unknown)} (the {files.name} "
+                         f"options are {', '.join(files.options)})")
+    normalize_db = files.normalize_db if normalize_db is CODEC_DEFAULT else normalize_db
+    files.check(model, win_duration, batch_size, normalize_db, **options)
+    return files, normalize_db, {k: v for k, v in options.items() if k in files.options}
 
 
 def _write_wav(path: Path, decoded: DecodedAudio, overwrite: bool) -> float:
@@ -204,78 +257,13 @@ def _write_wav(path: Path, decoded: DecodedAudio, overwrite: bool) -> float:
     return samples.shape[-1] / decoded.sample_rate
 
 
-def decode_files(
-    codec: Codec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
-    batch_size: int = 4, progress: bool = True, overwrite: bool = False, planned: Optional[Plan] = None,
-) -> BatchSummary:
-    """Decompress ``.dac`` files (and trees of them) to ``.wav`` files under ``output``."""
-    check_options(codec, win_duration, None, "independent", batch_size)
-    run = planned or plan(inputs, output, "decode", overwrite)
-
-    def work(source: Path, target: Path, tick) -> float:
-        decoded = decompress(codec, source, win_duration=win_duration, batch_size=batch_size, progress=tick)
-        return _write_wav(target, decoded, overwrite)
-
-    return _run(run, work, "decode", progress)
+def encode_latent_files(vae: Model, inputs, output, **kwargs) -> BatchSummary:
+    """Deprecated: :func:`encode_files` serves both codecs."""
+    warnings.warn("encode_latent_files is deprecated; use encode_files", DeprecationWarning, stacklevel=2)
+    return encode_files(vae, inputs, output, **kwargs)
 
 
-def encode_latent_files(
-    vae: VAECodec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
-    normalize_db: Optional[float] = None, seed: Optional[int] = None, batch_size: int = 4, progress: bool = True,
-    overwrite: bool = False, planned: Optional[Plan] = None,
-) -> BatchSummary:
-    """Encode audio files (and trees of them) to DAC-VAE latent files (``.npz``) under ``output``."""
-    check_vae_options(win_duration, batch_size, normalize_db, seed)
-    run = planned or plan(inputs, output, "encode_latents", overwrite)
-
-    def work(source: Path, target: Path, tick) -> float:
-        info = audio_info(source)
-        encoded = latents.encode(vae, source, None, win_duration, normalize_db, seed, batch_size, tick)
-        encoded.save(target, overwrite=overwrite)
-        return info.duration
-
-    return _run(run, work, "encode", progress)
-
-
-def decode_latent_files(
-    vae: VAECodec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
-    batch_size: int = 4, progress: bool = True, overwrite: bool = False, planned: Optional[Plan] = None,
-) -> BatchSummary:
-    """Decode DAC-VAE latent files (and trees of them) to ``.wav`` files under ``output``."""
-    check_vae_options(win_duration, batch_size)
-    run = planned or plan(inputs, output, "decode_latents", overwrite)
-
-    def work(source: Path, target: Path, tick) -> float:
-        decoded = latents.decode(vae, source, win_duration, batch_size, tick)
-        return _write_wav(target, decoded, overwrite)
-
-    return _run(run, work, "decode", progress)
-
-
-def roundtrip_files(
-    model: Codec | VAECodec, inputs: Iterable[str | Path], output: str | Path, *, win_duration: float = 5.0,
-    n_quantizers: Optional[int] = None, normalize_db: Optional[float] = -16.0, seed: Optional[int] = None,
-    batch_size: int = 4, progress: bool = True, overwrite: bool = False, planned: Optional[Plan] = None,
-) -> BatchSummary:
-    """Encode and decode audio files in memory (window-independent), writing the result as ``.wav``
-    under ``output``: the original DAC-VAE inference's ``encode_decode`` mode, for either model."""
-    if isinstance(model, VAECodec):
-        check_vae_options(win_duration, batch_size, normalize_db, seed)
-
-        def roundtrip(source, tick):
-            return latents.decode(model, latents.encode(model, source, None, win_duration, normalize_db, seed, batch_size, tick),
-                                  win_duration, batch_size, tick)
-    else:
-        check_options(model, win_duration, n_quantizers, "independent", batch_size, normalize_db)
-
-        def roundtrip(source, tick):
-            dacfile = compress(model, source, None, win_duration, n_quantizers, normalize_db, "independent", batch_size, tick)
-            return decompress(model, dacfile, win_duration, batch_size, tick)
-
-    run = planned or plan(inputs, output, "roundtrip", overwrite)
-
-    def work(source: Path, target: Path, tick) -> float:
-        audio_info(source)
-        return _write_wav(target, roundtrip(source, tick), overwrite)
-
-    return _run(run, work, "encode_decode", progress)
+def decode_latent_files(vae: Model, inputs, output, **kwargs) -> BatchSummary:
+    """Deprecated: :func:`decode_files` serves both codecs."""
+    warnings.warn("decode_latent_files is deprecated; use decode_files", DeprecationWarning, stacklevel=2)
+    return decode_files(vae, inputs, output, **kwargs)

@@ -5,6 +5,9 @@ signal), ``codes [items, n_codebooks, frames]`` (DAC) and ``m``, ``logs``, ``z [
 frames]`` (DAC-VAE; window-independent mode only). Windows are cut on the host, stacked into
 batches of a fixed shape (the last batch padded), and pushed through one compiled function per
 (model, window, batch) shape; only one batch lives on the device at a time.
+
+The models are the runtime's (:class:`dac_jax.runtime.Model`): windows go through their
+``encode_frames`` / ``decode_frames``, so one windowing serves DAC's codes and DAC-VAE's latents.
 """
 
 from __future__ import annotations
@@ -12,10 +15,9 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterator, Optional
 
-import jax.numpy as jnp
 import numpy as np
 
-from dac_jax.api import Codec, VAECodec, _Model, _decode, _encode, _vae_decode, _vae_encode
+from dac_jax.runtime import DACModel, Model, VAEModel
 from dac_jax.codec.plan import FaithfulPlan, IndependentPlan, independent_plan
 
 Progress = Optional[Callable[[int], None]]  # called with the number of chunks just finished
@@ -51,14 +53,13 @@ def _run_batched(
 
 
 def encode_faithful(
-    codec: Codec, audio: np.ndarray, plan: FaithfulPlan, n_quantizers: Optional[int] = None,
+    codec: DACModel, audio: np.ndarray, plan: FaithfulPlan, n_quantizers: Optional[int] = None,
     batch_size: int = 1, progress: Progress = None,
 ) -> np.ndarray:
     """The original's chunk loop: ``audio [items, samples]`` -> codes ``[items, n, chunks * chunk_length]``."""
     items, length = audio.shape
     if plan.padded:
-        x = audio[:, None, :]
-        codes = np.asarray(_encode(codec.module, codec.inference_variables, x, n_quantizers).codes)
+        codes = np.asarray(codec.encode_frames(audio[:, None, :], n_quantizers))
         if progress:
             progress(1)
         return codes
@@ -74,7 +75,7 @@ def encode_faithful(
         w[0, max(-begin, 0) : max(-begin, 0) + len(src)] = src
         return w
 
-    fn = lambda x: _encode(codec.unpadded_module, codec.inference_variables, x, n_quantizers).codes  # noqa: E731
+    fn = lambda x: codec.encode_frames(x, n_quantizers, padded=False)  # noqa: E731
     out = None
     for i, c in _run_batched(fn, window, items * n, batch_size, progress):
         if out is None:
@@ -85,32 +86,31 @@ def encode_faithful(
 
 
 def decode_faithful(
-    codec: Codec, codes: np.ndarray, chunk_length: int, padding: bool, batch_size: int = 1,
+    codec: DACModel, codes: np.ndarray, chunk_length: int, padding: bool, batch_size: int = 1,
     progress: Progress = None,
 ) -> np.ndarray:
     """The original's decompress loop: each ``chunk_length`` slice decoded on its own, concatenated."""
     items, _, total = codes.shape
-    module = codec.module if padding else codec.unpadded_module
     starts = list(range(0, total, chunk_length))
     if len(starts) == 1 or total % chunk_length:
         # a single chunk, or a ragged last chunk (never written by the original): one shape each
-        parts = [np.asarray(_decode(module, codec.inference_variables, codes[:, :, s : s + chunk_length])) for s in starts]
+        parts = [np.asarray(codec.decode_frames(codes[:, :, s : s + chunk_length], padding)) for s in starts]
         if progress:
             progress(len(starts))
-        return np.concatenate(parts, axis=-1)[:, 0]
+        return np.concatenate(parts, axis=-1)
     n = len(starts)
 
     def window(i: int) -> np.ndarray:
         item, k = divmod(i, n)
         return codes[item, :, starts[k] : starts[k] + chunk_length]
 
-    fn = lambda c: _decode(module, codec.inference_variables, c)  # noqa: E731
+    fn = lambda c: codec.decode_frames(c, padding)  # noqa: E731
     out = None
     for i, a in _run_batched(fn, window, items * n, batch_size, progress):
         if out is None:
             out = np.zeros((items, n * a.shape[-1]), np.float32)
         item, k = divmod(i, n)
-        out[item, k * a.shape[-1] : (k + 1) * a.shape[-1]] = a[0]
+        out[item, k * a.shape[-1] : (k + 1) * a.shape[-1]] = a
     return out
 
 
@@ -119,34 +119,24 @@ def decode_faithful(
 # --------------------------------------------------------------------------------------------
 
 
-def encoder_context(model: _Model) -> int:
-    """Context frames per side for the encoder: its whole receptive field, in frames."""
-    return math.ceil(model.module.encoder_receptive_field() / model.hop_length)
-
-
-def decoder_context(model: _Model) -> int:
-    """Context frames per side for the decoder: its whole receptive field (in frames)."""
-    return model.module.decoder_receptive_field()
-
-
-def frames_for_window(model: _Model, win_duration: float) -> int:
+def frames_for_window(model: Model, win_duration: float) -> int:
     return max(1, round(win_duration * model.sample_rate / model.hop_length))
 
 
 def encode_windows(
-    model: _Model, audio: np.ndarray, win_duration: float, fn, batch_size: int = 4, progress: Progress = None,
+    model: Model, audio: np.ndarray, win_duration: float, fn=None, batch_size: int = 4, progress: Progress = None,
 ) -> np.ndarray:
     """Any per-frame encoding of the whole signal at once (padded mode), computed in windows.
 
-    ``fn`` maps a batch of windows ``[batch, 1, window * hop]`` to ``[batch, ..., window]`` (one
-    output per frame along the last axis); ``audio [items, samples]`` -> ``[items, ..., ceil(samples / hop)]``.
+    ``fn`` (default: the model's ``encode_frames``) maps a batch of windows ``[batch, 1, window * hop]``
+    to ``[batch, ..., window]`` (one output per frame along the last axis); ``audio [items, samples]`` -> ``[items, ..., ceil(samples / hop)]``.
     Each window carries the encoder's receptive field of context, so the result does not depend
     on the window (up to float rounding).
     """
     hop = model.hop_length
     items, length = audio.shape
     total = math.ceil(length / hop)
-    plan = independent_plan(total, frames_for_window(model, win_duration), encoder_context(model))
+    plan = independent_plan(total, frames_for_window(model, win_duration), model.encoder_context)
 
     def window(i: int) -> np.ndarray:
         # the signal right-padded with zeros to whole frames, as padded-mode encoding does
@@ -157,31 +147,31 @@ def encode_windows(
         w[0, : len(src)] = src
         return w
 
-    return _assemble(plan, window, fn, items, batch_size, progress, hop_out=1)
+    return _assemble(plan, window, fn or model.encode_frames, items, batch_size, progress, hop_out=1)
 
 
 def decode_windows(
-    model: _Model, frames: np.ndarray, win_duration: float, fn, batch_size: int = 4, progress: Progress = None,
+    model: Model, frames: np.ndarray, win_duration: float, fn=None, batch_size: int = 4, progress: Progress = None,
 ) -> np.ndarray:
     """Decoding of a whole frame sequence at once (padded mode), computed in windows.
 
-    ``fn`` maps ``[batch, ..., window]`` frames to audio ``[batch, window * hop]``;
+    ``fn`` (default: the model's ``decode_frames``) maps ``[batch, ..., window]`` frames to audio ``[batch, window * hop]``;
     ``frames [items, ..., total]`` -> ``audio [items, samples]`` with the padded decoder's length.
     """
     items, total = frames.shape[0], frames.shape[-1]
-    plan = independent_plan(total, frames_for_window(model, win_duration), decoder_context(model))
+    plan = independent_plan(total, frames_for_window(model, win_duration), model.decoder_context)
 
     def window(i: int) -> np.ndarray:
         item, k = divmod(i, plan.n_chunks)
         return frames[item, ..., plan.window_start(k) : plan.window_start(k) + plan.window]
 
-    out = _assemble(plan, window, fn, items, batch_size, progress, hop_out=model.hop_length)
+    out = _assemble(plan, window, fn or model.decode_frames, items, batch_size, progress, hop_out=model.hop_length)
     # the padded decoder's own length (320 * frames - 8 for DAC's stride-5 decoders)
-    return out[:, : model.module.decoder_samples(total)]
+    return out[:, : model.decoder_samples(total)]
 
 
 def encode_independent(
-    codec: Codec, audio: np.ndarray, win_duration: float = 5.0, n_quantizers: Optional[int] = None,
+    codec: DACModel, audio: np.ndarray, win_duration: float = 5.0, n_quantizers: Optional[int] = None,
     batch_size: int = 4, progress: Progress = None, padding_frames: int = 0,
 ) -> np.ndarray:
     """Codes equal to whole-signal padded-mode encoding, whatever the window.
@@ -193,14 +183,14 @@ def encode_independent(
     encoding of what padded-mode encoding assumes lies past the end (zeros). The frames before them
     are not changed by it: they stay exactly the whole-signal encoding.
     """
-    fn = lambda x: _encode(codec.module, codec.inference_variables, x, n_quantizers).codes  # noqa: E731
+    fn = lambda x: codec.encode_frames(x, n_quantizers)  # noqa: E731
     codes = encode_windows(codec, audio, win_duration, fn, batch_size, progress)
     if not padding_frames:
         return codes
     # The extended signal's last frames see only its last `context` frames: encode its last window
     # alone, as long as the windows above (one compiled shape for both), unless that window is too
     # short to give them their context (a signal shorter than about one context: then all of it).
-    hop, frames, context = codec.hop_length, codes.shape[-1], encoder_context(codec)
+    hop, frames, context = codec.hop_length, codes.shape[-1], codec.encoder_context
     total = frames + padding_frames
     window = independent_plan(frames, frames_for_window(codec, win_duration), context).window
     if window - padding_frames < context:
@@ -213,30 +203,24 @@ def encode_independent(
 
 
 def decode_independent(
-    codec: Codec, codes: np.ndarray, win_duration: float = 5.0, batch_size: int = 4,
+    codec: DACModel, codes: np.ndarray, win_duration: float = 5.0, batch_size: int = 4,
     progress: Progress = None,
 ) -> np.ndarray:
     """Audio equal to decoding the whole code sequence at once (padded mode), in windows.
 
     ``codes [items, n, frames]`` -> ``audio [items, samples]`` with the padded decoder's length.
     """
-    fn = lambda c: _decode(codec.module, codec.inference_variables, c)[:, 0]  # noqa: E731
-    return decode_windows(codec, codes, win_duration, fn, batch_size, progress)
+    return decode_windows(codec, codes, win_duration, None, batch_size, progress)
 
 
 def encode_latents(
-    vae: VAECodec, audio: np.ndarray, win_duration: float = 5.0, batch_size: int = 4, progress: Progress = None,
+    vae: VAEModel, audio: np.ndarray, win_duration: float = 5.0, batch_size: int = 4, progress: Progress = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """DAC-VAE's mean and log-scale equal to whole-signal encoding, whatever the window.
 
     ``audio [items, samples]`` -> ``(m, logs)``, each ``[items, latent_dim, ceil(samples / hop)]``.
     """
-
-    def fn(x):
-        latents = _vae_encode(vae.module, vae.inference_variables, x, None)
-        return jnp.concatenate([latents.m, latents.logs], axis=1)
-
-    both = encode_windows(vae, audio, win_duration, fn, batch_size, progress)
+    both = encode_windows(vae, audio, win_duration, None, batch_size, progress)
     dim = vae.config.latent_dim
     m = np.ascontiguousarray(both[:, :dim])
     both = both[:, dim:]  # drops the reference to the mean's half: an hour of latents is 100+ MB
@@ -244,14 +228,13 @@ def encode_latents(
 
 
 def decode_latents(
-    vae: VAECodec, z: np.ndarray, win_duration: float = 5.0, batch_size: int = 4, progress: Progress = None,
+    vae: VAEModel, z: np.ndarray, win_duration: float = 5.0, batch_size: int = 4, progress: Progress = None,
 ) -> np.ndarray:
     """Audio equal to decoding the whole latent sequence at once, in windows.
 
     ``z [items, latent_dim, frames]`` -> ``audio [items, hop * frames]``.
     """
-    fn = lambda z: _vae_decode(vae.module, vae.inference_variables, z)[:, 0]  # noqa: E731
-    return decode_windows(vae, z, win_duration, fn, batch_size, progress)
+    return decode_windows(vae, z, win_duration, None, batch_size, progress)
 
 
 def _assemble(plan: IndependentPlan, window, fn, items: int, batch_size: int, progress: Progress, hop_out: int) -> np.ndarray:

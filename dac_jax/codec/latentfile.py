@@ -57,6 +57,7 @@ from dac_jax.codec.dacfile import (
 )
 from dac_jax.errors import FileFormatError
 from dac_jax.fileio import atomic_path
+from dac_jax.version import __version__
 
 FORMAT = "dac-jax-latents"
 VERSION = 1
@@ -109,8 +110,6 @@ class LatentFile:
         return self.z.shape[0] // self.channels
 
     def metadata(self) -> dict[str, Any]:
-        from dac_jax import __version__
-
         return {
             "format": FORMAT, "version": VERSION, "model": "DAC-VAE", "model_config": self.model_config,
             "sample_rate": self.sample_rate, "hop_length": self.hop_length, "latent_dim": self.latent_dim,

@@ -9,23 +9,27 @@ Encoding and decoding are window-independent: the latents equal the whole signal
 mean; a sample draws its noise for the whole signal at once, from one key) and the audio equals the
 whole latent sequence's decoding, whatever ``win_duration``; windows are batched ``batch_size`` per
 compiled call and only one batch is on the device at a time.
+
+Everything DAC-VAE-specific about files and flags is here (:data:`FILES`); the shared signal
+path is :mod:`dac_jax.codec.signal`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional, Union
 
 import jax
 import numpy as np
 
-from dac_jax.api import VAECodec
+from dac_jax import options
 from dac_jax.codec import chunked
-from dac_jax.codec.compress import DecodedAudio, check_finite, check_vae_options, prepare, restore_loudness, to_original
 from dac_jax.codec.latentfile import LatentFile, load as load_latentfile
-from dac_jax.errors import FileFormatError
-
-PathLike = Union[str, Path]
+from dac_jax.codec.signal import (
+    CodecFiles, DecodedAudio, PathLike, check_common, check_finite, open_source, prepare, restore_loudness,
+    to_original,
+)
+from dac_jax.errors import FileFormatError, UsageError
+from dac_jax.runtime import VAEModel
 
 
 def _clamp(x: np.ndarray, block: int = 1 << 20) -> None:
@@ -35,12 +39,26 @@ def _clamp(x: np.ndarray, block: int = 1 << 20) -> None:
         np.clip(flat[:, i : i + block], -1.0, 1.0, out=flat[:, i : i + block])
 
 
-def model_config(vae: VAECodec) -> dict:
+def model_config(vae: VAEModel) -> dict:
     return vae.config.to_kwargs()
 
 
+def check_options(
+    vae: Optional[VAEModel], win_duration: float = 5.0, batch_size: int = 4, normalize_db: Optional[float] = None,
+    *, seed: Optional[int] = None, n_quantizers: Optional[int] = None, mode: str = "independent", flag: str = "",
+) -> None:
+    """Raise :class:`UsageError` for options no input could satisfy, before any work, and for
+    DAC's options (``flag`` prefixes option names in messages: ``"--"`` on the command line)."""
+    check_common(win_duration, batch_size, normalize_db)
+    options.seed(seed)
+    if n_quantizers is not None:
+        raise UsageError(f"{flag}n_quantizers applies to DAC codes; DAC-VAE latents are continuous")
+    if mode != "independent":
+        raise UsageError(f"{flag}mode {mode} is the original DAC's chunking; DAC-VAE runs window-independent only")
+
+
 def encode(
-    vae: VAECodec,
+    vae: VAEModel,
     source: Union[PathLike, np.ndarray],
     sample_rate: Optional[int] = None,
     win_duration: float = 5.0,
@@ -55,7 +73,7 @@ def encode(
     ``sample_rate`` (default: the model's). ``z`` is the mean unless ``seed`` is given, in which
     case ``z = mu + noise * exp(logs)`` with ``noise = jax.random.normal(jax.random.key(seed), mu.shape)``.
     """
-    check_vae_options(win_duration, batch_size, normalize_db, seed)
+    check_options(vae, win_duration, batch_size, normalize_db, seed=seed)
     x, sample_rate, original_length, input_db = prepare(source, sample_rate, vae.sample_rate, normalize_db)
     nb, nac, _ = x.shape
     _clamp(x)
@@ -76,7 +94,7 @@ def encode(
     )
 
 
-def check_fits(vae: VAECodec, latents: LatentFile, where: str) -> None:
+def check_fits(vae: VAEModel, latents: LatentFile, where: str) -> None:
     """Raise :class:`FileFormatError` if ``latents`` are not this model's latent space."""
     ours = model_config(vae)
     if latents.model_config != ours:
@@ -90,17 +108,11 @@ def check_fits(vae: VAECodec, latents: LatentFile, where: str) -> None:
         )
 
 
-def decode(
-    vae: VAECodec,
-    source: Union[PathLike, LatentFile],
-    win_duration: float = 5.0,
-    batch_size: int = 4,
-    progress: chunked.Progress = None,
-) -> DecodedAudio:
+def decode(vae: VAEModel, source: Union[PathLike, LatentFile], win_duration: float = 5.0, batch_size: int = 4,
+           progress: chunked.Progress = None) -> DecodedAudio:
     """Decode a :class:`LatentFile` (or its path) to audio at the input's rate, length and channels."""
-    check_vae_options(win_duration, batch_size)
-    latents = load_latentfile(source) if isinstance(source, (str, Path)) else source
-    where = str(source) if isinstance(source, (str, Path)) else "LatentFile"
+    check_options(vae, win_duration, batch_size)
+    latents, where = open_source(source, load_latentfile, "LatentFile")
     check_fits(vae, latents, where)
     z, length, channels = latents.z, latents.length, latents.channels
     normalize_db, input_db = latents.normalize_db, latents.input_db
@@ -115,4 +127,9 @@ def decode(
     return to_original(audio, vae.sample_rate, rate, original_length, channels)
 
 
-__all__ = ["LatentFile", "check_fits", "decode", "encode"]
+FILES = CodecFiles(
+    name="DAC-VAE", suffix=".npz", normalize_db=None, options=("seed",), check=check_options,
+    encode=encode, decode=decode,
+)
+
+__all__ = ["FILES", "LatentFile", "check_fits", "check_options", "decode", "encode"]

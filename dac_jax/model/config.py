@@ -105,14 +105,18 @@ PRESETS: dict[str, DACConfig] = {
 ConfigLike = Union[str, DACConfig]
 
 
-def get_config(config: ConfigLike) -> DACConfig:
-    """A preset by name, or the config itself."""
-    if isinstance(config, DACConfig):
+def _preset(config, kind: type, presets: dict, what: str):
+    if isinstance(config, kind):
         return config
     try:
-        return PRESETS[config]
-    except KeyError:
-        raise UsageError(f"unknown model type {config!r}; presets: {', '.join(PRESETS)}") from None
+        return presets[config]
+    except (KeyError, TypeError):
+        raise UsageError(f"unknown {what} {config!r}; presets: {', '.join(presets)}") from None
+
+
+def get_config(config: ConfigLike) -> DACConfig:
+    """A preset by name, or the config itself."""
+    return _preset(config, DACConfig, PRESETS, "model type")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,9 +195,4 @@ VAEConfigLike = Union[str, VAEConfig]
 
 def get_vae_config(config: VAEConfigLike) -> VAEConfig:
     """A DAC-VAE preset by name, or the config itself."""
-    if isinstance(config, VAEConfig):
-        return config
-    try:
-        return VAE_PRESETS[config]
-    except KeyError:
-        raise UsageError(f"unknown DAC-VAE model type {config!r}; presets: {', '.join(VAE_PRESETS)}") from None
+    return _preset(config, VAEConfig, VAE_PRESETS, "DAC-VAE model type")

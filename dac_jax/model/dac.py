@@ -183,13 +183,10 @@ class DAC(Autoencoder):
     @nn.nowrap
     def parts(self) -> tuple[Encoder, ResidualVectorQuantize, Decoder]:
         c = self.config
-        return (
-            Encoder(c.encoder_dim, c.encoder_rates, c.latent_dim, self.padded),
-            ResidualVectorQuantize(
-                c.latent_dim, c.n_codebooks, c.codebook_size, c.codebook_dim, c.quantizer_dropout
-            ),
-            Decoder(c.latent_dim, c.decoder_dim, c.decoder_rates, padded=self.padded),
-        )
+        quantizer = ResidualVectorQuantize(c.latent_dim, c.n_codebooks, c.codebook_size, c.codebook_dim,
+                                           c.quantizer_dropout)
+        encoder = Encoder(c.encoder_dim, c.encoder_rates, c.latent_dim, self.padded)
+        return encoder, quantizer, Decoder(c.latent_dim, c.decoder_dim, c.decoder_rates, padded=self.padded)
 
     def setup(self):
         self.encoder, self.quantizer, self.decoder = self.parts()

@@ -19,6 +19,7 @@ from dac_jax.errors import WeightsError
 from dac_jax.fileio import atomic_path, is_temp, remove_stale_temps
 from dac_jax.model.config import DACConfig, VAEConfig
 from dac_jax.weights.torch_format import state_dict_to_variables, variables_to_state_dict
+from dac_jax.weights.vae import vae_state_dict_to_variables
 
 MODELS = {"DAC": DACConfig, "DAC-VAE": VAEConfig}
 
@@ -118,8 +119,6 @@ def load_native(path: str | Path) -> tuple[DACConfig | VAEConfig, dict, dict]:
     # reuse the strict key/shape check of the PyTorch importer
     state_dict = variables_to_state_dict({"params": params})
     if isinstance(config, VAEConfig):
-        from dac_jax.weights.vae import vae_state_dict_to_variables
-
         variables = vae_state_dict_to_variables(state_dict, config, source=str(path / PARAMS_FILE))
     else:
         variables = state_dict_to_variables(state_dict, config, source=str(path / PARAMS_FILE))

@@ -30,6 +30,10 @@ URLS = {
     ("44khz", "16kbps", "1.0.0"): f"{_BASE}/1.0.0/weights_44khz_16kbps.pth",
 }
 
+#: the released model types, and every name a user may load (``load_model("44khz-16kbps")``)
+MODEL_TYPES = frozenset(t for t, _ in LATEST_TAGS)
+TYPE_NAMES = ("44khz", "44khz-16kbps", "24khz", "16khz")
+
 # preset names of dac_jax.model.config for each released (type, bitrate)
 PRESET_OF = {
     ("44khz", "8kbps"): "44khz",

@@ -24,6 +24,7 @@ import numpy as np
 from flax import traverse_util
 
 from dac_jax.errors import MissingDependencyError, WeightsError
+from dac_jax.fileio import atomic_path
 from dac_jax.model.config import DACConfig
 from dac_jax.model.dac import DAC
 
@@ -132,7 +133,7 @@ def variables_to_state_dict(variables: Mapping[str, Any]) -> dict[str, np.ndarra
 # --------------------------------------------------------------------------------------------
 
 
-def _torch():
+def import_torch():
     try:
         import torch
     except ImportError:
@@ -201,7 +202,7 @@ def load_torch_file(path: str | Path, hint: str = "") -> Any:
     """``torch.load`` of ``path`` on the CPU, unpickling only tensors and plain containers
     (``weights_only=True``); :class:`WeightsError` naming the file when it is missing or unreadable,
     ended by ``hint`` (if any)."""
-    torch = _torch()
+    torch = import_torch()
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such checkpoint file")
@@ -214,7 +215,7 @@ def load_torch_file(path: str | Path, hint: str = "") -> Any:
 
 def tensors_to_numpy(state_dict: Any, path: str | Path) -> dict[str, np.ndarray]:
     """A state dict of tensors as float32 numpy arrays; :class:`WeightsError` for anything else."""
-    torch = _torch()
+    torch = import_torch()
     if not isinstance(state_dict, Mapping):
         raise WeightsError(f"{path}: the state dict is a {type(state_dict).__name__}, not a dict of tensors")
     arrays = {}
@@ -227,8 +228,7 @@ def tensors_to_numpy(state_dict: Any, path: str | Path) -> dict[str, np.ndarray]
 
 def write_torch_checkpoint(path: str | Path, variables: Mapping[str, Any], config: DACConfig) -> Path:
     """Write a released-format ``.pth`` that the original ``dac.DAC.load`` reads (atomically)."""
-    torch = _torch()
-    from dac_jax.fileio import atomic_path
+    torch = import_torch()
 
     state_dict = {k: torch.from_numpy(np.array(v)) for k, v in variables_to_state_dict(variables).items()}
     metadata = {"kwargs": config.to_kwargs(), "exported_by": "dac-jax"}

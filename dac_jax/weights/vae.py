@@ -28,15 +28,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from dac_jax.errors import WeightsError
+from dac_jax.fileio import atomic_path
 from dac_jax.model.config import VAE_PRESETS, VAEConfig, VAEConfigLike, get_vae_config
 from dac_jax.model.vae import DACVAE
 from dac_jax.weights.torch_format import (
     ParameterMap,
     check_keys,
+    import_torch,
     load_torch_file,
     parameter_map,
     tensors_to_numpy,
     to_variables,
+    variables_to_state_dict,
 )
 
 __all__ = [
@@ -136,10 +139,8 @@ def read_vae_checkpoint(
 def write_vae_checkpoint(path: str | Path, variables: Mapping[str, Any], config: VAEConfig) -> Path:
     """Write ``checkpoint.pt`` as the original's inference reads it: ``{"generator": state_dict,
     "config": {"vae": kwargs}}`` (weight norm as ``weight_g`` / ``weight_v``), atomically."""
-    from dac_jax.fileio import atomic_path
-    from dac_jax.weights.torch_format import _torch, variables_to_state_dict
 
-    torch = _torch()
+    torch = import_torch()
     state_dict = {k: torch.from_numpy(np.array(v)) for k, v in variables_to_state_dict(variables).items()}
     path = Path(path)
     with atomic_path(path) as tmp:

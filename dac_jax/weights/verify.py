@@ -9,9 +9,9 @@ from typing import Optional
 
 import numpy as np
 
-from dac_jax.api import Codec
 from dac_jax.audio import synth
 from dac_jax.errors import EquivalenceError, MissingDependencyError
+from dac_jax.runtime import DACModel, forward
 
 # The tolerances of the equivalence proof (float32 on CPU).
 MIN_CODE_MATCH = 0.999
@@ -53,7 +53,7 @@ def verification_signal(sample_rate: int, duration: float = 1.0, seed: int = 0) 
 
 
 def verify_against_reference(
-    codec: Codec, checkpoint: str | Path, duration: float = 1.0, seed: int = 0, raise_on_failure: bool = True,
+    codec: DACModel, checkpoint: str | Path, duration: float = 1.0, seed: int = 0, raise_on_failure: bool = True,
     reference_model: Optional[object] = None,
 ) -> VerifyReport:
     """Run the original (``dac`` package) on ``checkpoint`` and ``codec`` on the same signal and compare.
@@ -76,7 +76,7 @@ def verify_against_reference(
     audio = verification_signal(codec.sample_rate, duration, seed)
     with torch.no_grad():
         ref = reference_model(torch.from_numpy(audio))
-    out = codec(audio)
+    out = forward(codec.module, codec.inference_variables, audio)
     ref_codes, codes = ref["codes"].numpy(), np.asarray(out.codes)
     ref_z = ref["z"].numpy()
     report = VerifyReport(

@@ -116,7 +116,7 @@ def test_write_mono_and_clipping_like_soundfile(tmp_path):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # librosa imports audioread
 def test_read_matches_librosa(tmp_path, stereo):
     """The original's CLI loads with librosa.load(sr=None, mono=False): the same samples."""
-    librosa = pytest.importorskip("librosa")
+    import librosa  # a dev dependency (pyproject.toml), not the reference: installed with the tests
     for suffix, subtype in [(".wav", "PCM_24"), (".flac", "PCM_16"), (".mp3", "MPEG_LAYER_III")]:
         path = tmp_path / f"x{suffix}"
         sf.write(str(path), stereo.T, SR, subtype=subtype)
@@ -213,10 +213,6 @@ def test_reader_and_blocks_equal_whole_read(tmp_path, stereo, suffix, subtype, u
             same(reader.read(a, b), whole[:, max(a, 0):max(0, min(b, 4000))])
         same(reader[..., 100:300], whole[:, 100:300])
         same(reader[:, 3000:], whole[:, 3000:])
-    blocks = list(io.read_audio_blocks(path, block_frames=1500, overlap=100))
-    assert [b.shape[1] for b in blocks] == [1600, 1600, 1000]
-    same(np.concatenate([b[:, :1500] for b in blocks], axis=1), whole)
-    same(blocks[0][:, 1500:], whole[:, 1500:1600])
 
 
 # --- writing errors: nothing is left behind, an existing file survives ----------------------

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dac_jax
-from dac_jax import api
+from dac_jax import runtime
 from dac_jax.audio import synth
 from dac_jax.codec import chunked
 from dac_jax.codec.plan import faithful_plan, independent_plan
@@ -126,15 +126,15 @@ def test_independent_mode_is_exact_for_the_44khz_model():
 def test_one_compilation_per_window_and_batch_shape(tiny):
     audio = signals(tiny.sample_rate, 2.0)
     chunked.encode_independent(tiny, audio, 0.1, batch_size=3)
-    before = dict(api.trace_counts)
+    before = dict(runtime.trace_counts)
     chunked.encode_independent(tiny, audio, 0.1, batch_size=3)  # many chunks, same shapes
     chunked.encode_independent(tiny, audio[:1, : 16000], 0.1, batch_size=3)  # other length, same window
-    assert api.trace_counts["encode"] == before["encode"]
+    assert runtime.trace_counts["encode"] == before["encode"]
     codes = np.asarray(tiny.encode(audio[:, None, :]))
     chunked.decode_independent(tiny, codes, 0.1, batch_size=3)
-    before = dict(api.trace_counts)
+    before = dict(runtime.trace_counts)
     chunked.decode_independent(tiny, codes[:2, :, :1000], 0.1, batch_size=3)
-    assert api.trace_counts["decode"] == before["decode"]
+    assert runtime.trace_counts["decode"] == before["decode"]
 
 
 def test_faithful_chunks_are_the_unpadded_model_on_each_window(tiny):
@@ -147,10 +147,10 @@ def test_faithful_chunks_are_the_unpadded_model_on_each_window(tiny):
     padded = np.pad(audio, ((0, 0), (tiny.delay, tiny.delay + plan.n_samples)))
     for k, start in enumerate(plan.starts()):
         window = padded[:, None, start : start + plan.n_samples]
-        expected = np.asarray(api._encode(tiny.unpadded_module, tiny.variables, window, None).codes)
+        expected = np.asarray(runtime.encode(tiny.unpadded_module, tiny.variables, window, None).codes)
         np.testing.assert_array_equal(codes[:, :, k * plan.frames_per_chunk : (k + 1) * plan.frames_per_chunk], expected)
     decoded = chunked.decode_faithful(tiny, codes, plan.frames_per_chunk, False, batch_size=2)
     per_chunk = tiny.unpadded_module.decoder_samples(plan.frames_per_chunk)
     assert decoded.shape == (3, plan.n_chunks * per_chunk)
-    first = np.asarray(api._decode(tiny.unpadded_module, tiny.variables, codes[:, :, : plan.frames_per_chunk]))[:, 0]
+    first = np.asarray(runtime.decode(tiny.unpadded_module, tiny.variables, codes[:, :, : plan.frames_per_chunk]))[:, 0]
     np.testing.assert_allclose(decoded[:, :per_chunk], first, atol=1e-6)

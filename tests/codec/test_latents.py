@@ -54,7 +54,7 @@ def test_windowed_latents_and_audio_equal_whole_signal_processing(request, model
     vae = request.getfixturevalue(model)
     audio = two_items(seconds, vae.sample_rate)
     m, logs, decoded = whole(vae, audio)
-    context = chunked.encoder_context(vae), chunked.decoder_context(vae)
+    context = vae.encoder_context, vae.decoder_context
     for win in windows:
         for batch_size in (1, 3):
             calls = []

@@ -146,7 +146,7 @@ def test_the_padding_frame_changes_only_the_end(reference_models, written):
     # what the padding frame changes, in the original's decoding of our file
     ref = original_decompress(torch_model, ours)
     diff = np.abs(ref[..., :covered] - before)
-    reach = chunked.decoder_context(codec) * codec.hop_length  # samples of the end it can reach
+    reach = codec.decoder_context * codec.hop_length  # samples of the end it can reach
     # Before `reach` only the loudness restored over the whole decoding changes (it now includes
     # 320 more samples): one gain per channel, measured 1.011 and 1.013 here (1 s; it shrinks with
     # the length), and the same to 3e-8 once it is taken out. Within `reach` the audio changes (up to

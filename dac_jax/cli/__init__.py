@@ -1,0 +1,48 @@
+"""dac-jax on the command line: encode, decode, demo, convert, export, download.
+
+``python -m dac_jax COMMAND`` (and ``compress.py``); the trainer's is :mod:`dac_jax.cli.train`
+(behind ``train.py``).
+
+The top of the house: each command is a thin function over one library call (:mod:`dac_jax.api`,
+:mod:`dac_jax.codec.batch`, :mod:`dac_jax.weights`); errors of dac-jax become one line on stderr
+and exit 1 (:func:`dac_jax.cli.common.run`). ``encode`` / ``decode`` run DAC (``.dac`` files) or,
+with a ``vae*`` ``--model_type`` or a DAC-VAE weights folder, DAC-VAE (latent ``.npz`` files).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from dac_jax import options
+from dac_jax.cli import codec, weights
+from dac_jax.cli.common import Parser, integer, option, run
+from dac_jax.demo import run_demo
+
+
+def _demo(args) -> None:
+    run_demo(args.model_type, args.output, args.duration, args.seed)
+
+
+def build_parser(prog: str = "python -m dac_jax") -> Parser:
+    parser = Parser(prog=prog, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    codec.add_commands(sub)
+
+    p = sub.add_parser("demo", help="round-trip an example clip through a model and report shapes, bitrate, time")
+    p.add_argument("--model_type", default="44khz", help="44khz, 44khz-16kbps, 24khz or 16khz")
+    p.add_argument("--output", default="runs/demo", help="folder for input.wav and output.wav")
+    p.add_argument("--duration", type=option(lambda d: options.real("duration", d, 0, 600, " seconds", True)),
+                   default=5.0, help="seconds of example audio")
+    p.add_argument("--seed", type=option(options.seed, integer), default=0,
+                   help="seed of the random weights when none are cached")
+    p.set_defaults(func=_demo)
+
+    weights.add_commands(sub)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None, prog: str = "python -m dac_jax") -> int:
+    return run(build_parser(prog), argv)
+
+
+__all__ = ["build_parser", "main"]

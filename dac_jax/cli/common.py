@@ -1,0 +1,96 @@
+"""What every command shares: the parser that errs in one line, option types that run the
+library's own checks, the model the flags name, and the error boundary (one line, an exit code)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+from dac_jax import options
+from dac_jax.api import load
+from dac_jax.errors import DacJaxError, UsageError, WeightsError
+from dac_jax.runtime import Model
+from dac_jax.weights.native import model_of
+
+DAC_TYPES = ("44khz", "24khz", "16khz")
+VAE_TYPES = ("vae24khz-x2", "vae24khz-x3")
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line (with a pointer to --help), not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def option(check: Callable, parse: Callable = float) -> Callable[[str], object]:
+    """An argparse type: ``parse`` the text, then the library's own check of that option."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        try:
+            return check(value)
+        except UsageError as e:  # "win_duration must be ...": argparse names the flag itself
+            raise argparse.ArgumentTypeError(str(e).split(" ", 1)[1]) from None
+
+    return convert
+
+
+def integer(text: str) -> int:
+    return int(text, 10)
+
+
+def normalize_db(text: str):
+    """``--normalize_db``: a loudness in LUFS, or ``none``."""
+    return "none" if text.lower() == "none" else option(options.normalize_db)(text)
+
+
+def model_kind(weights_path: str, model_type: str) -> str:
+    """``"dac"`` or ``"vae"``: what the flags name, known before anything loads (a weights folder
+    says which model it holds; a file is DAC-VAE's with a ``vae*`` ``--model_type``)."""
+    if weights_path and Path(weights_path).is_dir():
+        return "vae" if model_of(weights_path) == "DAC-VAE" else "dac"
+    return "vae" if model_type in VAE_TYPES else "dac"
+
+
+def load_from_flags(weights_path: str, model_type: str, model_bitrate: str = "8kbps", tag: str = "latest",
+                    winograd: Optional[int] = None) -> Model:
+    """The DAC or DAC-VAE the flags name: ``--weights_path`` (read as :func:`model_kind` says), else
+    the released DAC weights of ``--model_type``."""
+    kind = model_kind(weights_path, model_type)
+    if weights_path:
+        preset = {"default_config": model_type if model_type in VAE_TYPES else None} if kind == "vae" else {}
+        model = load(weights_path, kind, **preset)
+    elif kind == "vae":
+        raise WeightsError(
+            f"no download is known for DAC-VAE weights ({model_type}); pass --weights_path: the original's "
+            "checkpoint.pt, a bare generator state dict, or a dac-jax folder (VAECodec.save)"
+        )
+    else:
+        model = load(model_type, "dac", model_bitrate=model_bitrate, tag=tag)
+    model.winograd = winograd
+    return model
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"warning: {message}\n"
+
+
+def run(parser: argparse.ArgumentParser, argv: Optional[list[str]] = None) -> int:
+    """Parse, call the command's function, and turn dac-jax's errors into one line and exit 1."""
+    args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line_warning  # dac-jax's warnings name their file; no source line
+    try:
+        return args.func(args) or 0
+    except DacJaxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,84 @@
+"""``convert``, ``export`` and ``download``: weights between the original's formats and dac-jax's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dac_jax import options
+from dac_jax.cli.common import VAE_TYPES, load_from_flags, option
+from dac_jax.errors import UsageError
+from dac_jax.fileio import check_writable
+from dac_jax.weights import registry
+from dac_jax.weights.formats import NAMES
+from dac_jax.weights.native import replaceable
+
+
+def _not_the_input(args) -> None:
+    inp, out = Path(args.input), Path(args.output)
+    if out.resolve() == inp.resolve() or (out.exists() and inp.exists() and out.samefile(inp)):
+        raise UsageError(f"{args.output}: is the input; write the {args.command} somewhere else")
+
+
+# what differs between the two models here: how a model is summed up, the format export writes
+_SIZE = {"dac": lambda c: f"{c.n_codebooks} codebooks", "vae": lambda c: f"{c.latent_dim} latent dims"}
+_EXPORTED = {"dac": "released .pth format, loads with dac.DAC.load",
+             "vae": "DAC-VAE checkpoint.pt format: generator + config['vae']"}
+
+
+def _describe(model) -> str:
+    return f"{NAMES[model.kind]} {model.sample_rate} Hz, {_SIZE[model.kind](model.config)}"
+
+
+def convert(args) -> None:
+    _not_the_input(args)
+    check_writable(args.output, overwrite=args.overwrite, replaceable=replaceable, what="checkpoint")
+    model = load_from_flags(args.input, args.model_type)
+    if args.verify:  # before writing anything: a failed check leaves no output behind
+        if model.kind == "vae":
+            raise UsageError("--verify compares with the original DAC package; DAC-VAE's original is not installable")
+        from dac_jax.weights.verify import verify_against_reference  # imports torch and the original
+
+        print("Verifying against the original PyTorch DAC ...")
+        print(verify_against_reference(model, args.input, duration=args.duration))
+    model.save(args.output, metadata={"converted_from": str(Path(args.input).resolve())})
+    print(f"Converted {args.input} -> {args.output} ({_describe(model)})")
+
+
+def export(args) -> None:
+    _not_the_input(args)
+    check_writable(args.output, overwrite=args.overwrite, what=".pth file")
+    model = load_from_flags(args.input, args.model_type)
+    model.export_torch(args.output)
+    print(f"Exported {args.input} -> {args.output} ({_EXPORTED[model.kind]})")
+
+
+def download(args) -> None:
+    print(registry.download(args.model_type, args.model_bitrate, args.tag))
+
+
+def add_commands(sub) -> None:
+    model_type = dict(default="", choices=["", *VAE_TYPES],
+                      help="vae24khz-x2 / vae24khz-x3: the input is a DAC-VAE checkpoint (the preset is used "
+                      "for a bare state dict)")
+    p = sub.add_parser("convert", help="convert a released-format .pth (or DAC-VAE checkpoint.pt) to a dac-jax checkpoint folder")
+    p.add_argument("input", help="a .pth in the original's format, or DAC-VAE's checkpoint.pt with --model_type")
+    p.add_argument("output", help="folder to write (config.json + params.msgpack)")
+    p.add_argument("--model_type", **model_type)
+    p.add_argument("--verify", action="store_true", help="compare with the original PyTorch DAC on a test signal")
+    p.add_argument("--duration", type=option(lambda d: options.real("duration", d, 0, 60, " seconds", True)),
+                   default=1.0, help="seconds of the verification signal")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dac-jax checkpoint folder")
+    p.set_defaults(func=convert)
+
+    p = sub.add_parser("export", help="write a dac-jax checkpoint (or any loadable model) as an original-format .pth")
+    p.add_argument("input", help="a dac-jax checkpoint folder or a .pth")
+    p.add_argument("output", help=".pth file to write (DAC-VAE: its checkpoint.pt format)")
+    p.add_argument("--model_type", **model_type)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=export)
+
+    p = sub.add_parser("download", help="download released weights into the original's cache")
+    p.add_argument("--model_type", default="44khz")
+    p.add_argument("--model_bitrate", default="8kbps")
+    p.add_argument("--tag", default="latest")
+    p.set_defaults(func=download)

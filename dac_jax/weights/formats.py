@@ -1,0 +1,88 @@
+"""Reading a model's weights from any format dac-jax knows, for DAC and DAC-VAE: one entry point.
+
+=====================  ==========================================  =================================
+format                 DAC                                         DAC-VAE
+=====================  ==========================================  =================================
+dac-jax folder         ``config.json`` + ``params.msgpack``        the same (``"model": "DAC-VAE"``)
+the original's file    released ``.pth`` (``state_dict`` +         ``checkpoint.pt`` (``generator`` +
+                       ``metadata.kwargs``); a model type          ``config["vae"]``) or a bare
+                       (``"44khz"``) downloads one                 state dict with a preset
+=====================  ==========================================  =================================
+
+A folder says which model it holds; a file is read as the model ``kind`` asks for (DAC unless
+``"vae"``). Keys and shapes are checked strictly by the importer of each format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from dac_jax.errors import UsageError, WeightsError
+from dac_jax.model.config import DACConfig, VAEConfig, VAEConfigLike, get_vae_config
+from dac_jax.weights import native, registry
+from dac_jax.weights.torch_format import read_torch_checkpoint, state_dict_to_variables
+from dac_jax.weights.vae import read_vae_checkpoint, vae_state_dict_to_variables
+
+#: The model kinds, as :class:`dac_jax.runtime.Model` names them, and how messages name them.
+NAMES = {"dac": "DAC", "vae": "DAC-VAE"}
+_LOADERS = {"dac": "dac_jax.load_model", "vae": "dac_jax.load_vae"}
+
+
+@dataclasses.dataclass
+class Weights:
+    kind: str  # "dac" or "vae"
+    config: Union[DACConfig, VAEConfig]
+    variables: dict
+    source: str
+
+
+def check_source(source: Any) -> None:
+    if not isinstance(source, (str, Path)) or not str(source):
+        raise UsageError(f"the model to load must be a path or a model type (a non-empty string); got {source!r}")
+
+
+def is_model_type(source: Any) -> bool:
+    """``"44khz"``, ``"24khz-8kbps"``, ...: a released DAC, named rather than given by path."""
+    return isinstance(source, str) and source.split("-")[0].lower() in registry.MODEL_TYPES
+
+
+def read_weights(
+    source: Union[str, Path], kind: Optional[str] = None, *, config: Any = None,
+    default_config: Optional[VAEConfigLike] = None, model_bitrate: str = "8kbps", tag: str = "latest",
+) -> Weights:
+    """The weights at ``source``: a dac-jax folder (either model), the original's file (a DAC
+    ``.pth``, or DAC-VAE's ``checkpoint.pt`` / bare state dict when ``kind == "vae"``), or a
+    released DAC's model type (downloaded into the original's cache on first use).
+
+    ``kind`` (``"dac"``, ``"vae"`` or ``None``: whatever the folder holds) is checked against a
+    folder's model. ``config`` is needed only for a bare state dict without metadata (DAC-VAE:
+    or ``default_config``, used only for a file that has none).
+    """
+    check_source(source)
+    if kind not in (None, *NAMES):
+        raise UsageError(f"kind must be one of {', '.join(NAMES)} or None; got {kind!r}")
+    path = Path(source)
+    if not path.exists() and is_model_type(source) and kind != "vae":
+        path = registry.download(str(source), model_bitrate, tag)
+    if path.is_dir():
+        cfg, variables, _ = native.load_native(path)
+        found = "vae" if isinstance(cfg, VAEConfig) else "dac"
+        if kind is not None and found != kind:
+            raise WeightsError(f"{path}: a {NAMES[found]} checkpoint folder, not a {NAMES[kind]} model; "
+                               f"load it with {_LOADERS[found]}")
+        if found == "vae" and config is not None and get_vae_config(config) != cfg:
+            raise WeightsError(f"{path}: holds the DAC-VAE {cfg}, not the requested {get_vae_config(config)}")
+        return Weights(found, cfg, variables, str(path))
+    if kind == "vae":
+        ckpt = read_vae_checkpoint(path, config, default_config)
+        variables = vae_state_dict_to_variables(ckpt.state_dict, ckpt.config, source=str(ckpt.path))
+        return Weights("vae", ckpt.config, variables, str(ckpt.path))
+    if path.is_file():
+        ckpt = read_torch_checkpoint(path, config)
+        return Weights("dac", ckpt.config, state_dict_to_variables(ckpt.state_dict, ckpt.config, source=str(path)),
+                       str(path))
+    raise WeightsError(
+        f"{source}: no such file or folder, and not a model type ({', '.join(registry.TYPE_NAMES)})"
+    )

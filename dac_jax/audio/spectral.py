@@ -44,6 +44,8 @@ __all__ = [
     "get_window",
     "stft_padding",
     "num_frames",
+    "stft_min_length",
+    "pad_last",
     "stft",
     "istft",
     "magnitude",
@@ -113,12 +115,27 @@ def num_frames(length: int, window_length: int, hop_length: int, center: bool = 
     return frames - 4 if match_stride else frames
 
 
+def stft_min_length(window_length: int, hop_length: int | None = None, center: bool = True, match_stride: bool = False) -> int:
+    """The shortest signal :func:`stft` takes with these settings: each reflect pad shorter than
+    what it pads (torch's rule) and at least one window in all. With ``match_stride`` the right
+    pad grows with ``T``'s remainder, so a few longer lengths can still be refused."""
+    hop_length = window_length // 4 if hop_length is None else hop_length
+    n = 1
+    while True:
+        right_pad, pad = stft_padding(n, window_length, hop_length, match_stride)
+        padded = n + 2 * pad + right_pad
+        centre = 2 * (window_length // 2) if center else 0
+        if pad + right_pad < n and (not center or window_length // 2 < padded) and padded + centre >= window_length:
+            return n
+        n += 1
+
+
 def _check_hop(window_length: int, hop_length: int) -> None:
     if window_length < 2 or hop_length < 1:
         raise UsageError(f"need window_length >= 2 and hop_length >= 1, got {window_length}, {hop_length}")
 
 
-def _pad_last(x: jax.Array, left: int, right: int, mode: str) -> jax.Array:
+def pad_last(x: jax.Array, left: int, right: int, mode: str) -> jax.Array:
     """``torch.nn.functional.pad(x, (left, right), mode)`` on the last axis (reflect: no edge
     repeat, as numpy's "reflect"); reflect needs each pad shorter than the signal, as torch does."""
     if left == 0 and right == 0:
@@ -210,9 +227,9 @@ def stft(
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)
     right_pad, pad = stft_padding(x.shape[-1], window_length, hop_length, match_stride)
-    x = _pad_last(x, pad, pad + right_pad, pad_mode)
+    x = pad_last(x, pad, pad + right_pad, pad_mode)
     if center:
-        x = _pad_last(x, window_length // 2, window_length // 2, "reflect")
+        x = pad_last(x, window_length // 2, window_length // 2, "reflect")
     if x.shape[-1] < window_length:
         raise UsageError(f"a {window_length}-sample window needs at least {window_length} samples, got {x.shape[-1]}")
     w = jnp.asarray(get_window(window, window_length), x.dtype)

@@ -25,24 +25,26 @@ repo's rule (``name_N`` -> ``name.N``, see :mod:`dac_jax.weights.torch_format`):
 
 (``convs.i`` is the original's ``nn.Sequential(conv, LeakyReLU)``, whose conv is child ``0``.)
 
-The MRD spectrogram is audiotools' ``AudioSignal.stft`` with ``match_stride=True`` (periodic hann,
-hop ``w // 4``), computed here with ``jnp.fft`` (:func:`stft_match_stride`).
+The convs are :class:`dac_jax.nn.layers.WNConv` (PyTorch's default init, which the original keeps)
+and the MRD spectrogram is audiotools' ``AudioSignal.stft`` with ``match_stride=True`` (periodic
+hann, hop ``w // 4``): :func:`dac_jax.audio.spectral.stft`, frames moved before bins.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
+from dac_jax.audio.resample import resample_frac
+from dac_jax.audio.spectral import pad_last, stft, stft_min_length
 from dac_jax.errors import AudioError
-from dac_jax.nn.layers import weight_norm
+from dac_jax.nn.init import numpy_init
+from dac_jax.nn.layers import ConvSpec, LeakyWNConv, WNConv
 
 BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 
@@ -107,7 +109,7 @@ class DiscriminatorConfig:
         """The shortest input the original accepts (its reflect pads must be shorter than the signal)."""
         n = max([p + 1 for p in self.periods] + [1])
         for w in self.fft_sizes:
-            n = max(n, _stft_min_length(w))
+            n = max(n, stft_min_length(w, match_stride=True))
         return n
 
     def to_kwargs(self) -> dict[str, Any]:
@@ -153,175 +155,7 @@ def preprocess(audio: jax.Array) -> jax.Array:
 def pad_to_period(x: jax.Array, period: int) -> jax.Array:
     """Reflect-pad ``x [..., T]`` on the right by ``period - T % period`` (a full period when
     ``T`` is already a multiple, as in the original)."""
-    return _reflect_pad(x, 0, period - x.shape[-1] % period)
-
-
-def _reflect_pad(x: jax.Array, left: int, right: int) -> jax.Array:
-    # torch's reflect padding refuses pads >= the length; numpy's (and jnp's) would reflect again
-    if max(left, right) >= x.shape[-1]:
-        raise AudioError(
-            f"reflect padding by ({left}, {right}) needs more than {max(left, right)} samples, got {x.shape[-1]}"
-        )
-    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(left, right)], mode="reflect")
-
-
-def hann_window(length: int) -> np.ndarray:
-    """Periodic hann (``scipy.signal.get_window("hann", n)``, as audiotools uses), float32."""
-    n = np.arange(length, dtype=np.float64)
-    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / length)).astype(np.float32)
-
-
-def _stft_pads(length: int, window_length: int) -> tuple[int, int, int]:
-    """audiotools' match_stride padding: ``(hop, pad, right_pad)``; the signal is reflect-padded by
-    ``(pad, pad + right_pad)`` and then by ``w // 2`` on both sides (torch.stft's ``center``)."""
-    hop = window_length // 4
-    right_pad = math.ceil(length / hop) * hop - length
-    pad = (window_length - hop) // 2
-    return hop, pad, right_pad
-
-
-def _stft_min_length(window_length: int) -> int:
-    """Shortest signal whose two reflect pads torch accepts."""
-    n = 1
-    while True:
-        hop, pad, right_pad = _stft_pads(n, window_length)
-        if pad + right_pad < n and window_length // 2 < n + 2 * pad + right_pad:
-            return n
-        n += 1
-
-
-def stft_frames(length: int, window_length: int) -> int:
-    """Frames of :func:`stft_match_stride` for ``length`` samples (``ceil(T / hop)`` for even hops)."""
-    hop, pad, right_pad = _stft_pads(length, window_length)
-    return 1 + (length + 2 * pad + right_pad) // hop - 4
-
-
-def stft_match_stride(x: jax.Array, window_length: int) -> jax.Array:
-    """audiotools' ``AudioSignal.stft`` with ``match_stride=True``, a periodic hann window and hop
-    ``w // 4``: ``x [..., T]`` -> complex ``[..., frames, w // 2 + 1]`` (time before frequency).
-
-    As audiotools does it::
-
-        x  --reflect pad (pad, pad + right_pad)-->  --reflect pad (w/2, w/2) (torch.stft center)-->
-           frames at i * hop, i = 0 .. 1 + L // hop  --drop 2 first and 2 last-->  ceil(T / hop) frames
-
-    with ``pad = (w - hop) // 2``, ``right_pad = ceil(T / hop) * hop - T``. Frames are gathered as
-    ``ceil(w / hop)`` shifted views of the signal cut in hops (no index gather), then windowed and
-    ``rfft``-ed (unnormalised, as torch.stft).
-    """
-    length = x.shape[-1]
-    hop, pad, right_pad = _stft_pads(length, window_length)
-    x = _reflect_pad(x, pad, pad + right_pad)
-    x = _reflect_pad(x, window_length // 2, window_length // 2)
-    frames = stft_frames(length, window_length)
-    # kept frame i starts at (i + 2) * hop
-    shifts = -(-window_length // hop)
-    need = (frames + shifts - 1) * hop
-    x = x[..., 2 * hop :]
-    if x.shape[-1] < need:  # only for hops that do not divide the window; those samples are cut below
-        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, need - x.shape[-1])])
-    blocks = x[..., :need].reshape(*x.shape[:-1], frames + shifts - 1, hop)
-    framed = jnp.concatenate([blocks[..., j : j + frames, :] for j in range(shifts)], axis=-1)
-    framed = framed[..., :window_length] * jnp.asarray(hann_window(window_length))
-    return jnp.fft.rfft(framed, n=window_length, axis=-1)
-
-
-# --------------------------------------------------------------------------------------------
-# Weight-normed convolutions (1-D or 2-D, grouped), channels-last, PyTorch parameter layouts
-# --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvSpec:
-    """One ``nn.Conv1d`` / ``nn.Conv2d`` of the original: channels, kernel, stride, symmetric padding."""
-
-    in_channels: int
-    out_channels: int
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: tuple[int, ...]
-    groups: int = 1
-
-    @property
-    def weight_shape(self) -> tuple[int, ...]:
-        return (self.out_channels, self.in_channels // self.groups, *self.kernel)
-
-    @property
-    def fan_in(self) -> int:
-        return math.prod(self.weight_shape[1:])
-
-
-def _uniform(bound: float):
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
-def _norm_except_0(v: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.sum(jnp.square(v), axis=tuple(range(1, v.ndim)), keepdims=True))
-
-
-_DIMENSION_NUMBERS = {1: ("NWC", "OIW", "NWC"), 2: ("NHWC", "OIHW", "NHWC")}
-
-
-class WNConv(nn.Module):
-    """Weight-normed conv (``torch.nn.utils.weight_norm(nn.Conv{1,2}d(...))``), channels-last.
-
-    PyTorch's default init: ``weight_v`` kaiming-uniform (``+-1/sqrt(fan_in)``), ``weight_g = ||v||``,
-    ``bias`` uniform ``+-1/sqrt(fan_in)`` (the original discriminator keeps torch's defaults).
-    """
-
-    spec: ConvSpec
-    along_time: bool = False  # a (k, 1) kernel applied to [N, L, C]: a 1-D conv over time
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        s = self.spec
-        bound = 1.0 / math.sqrt(s.fan_in)
-        v = self.param("weight_v", _uniform(bound), s.weight_shape)
-        g = self.param("weight_g", lambda _: _norm_except_0(v))
-        b = self.param("bias", _uniform(bound), (s.out_channels,))
-        w = weight_norm(v, g)
-        if self.along_time:
-            # [out, in, k, 1] -> [k, in, out]: XLA's CPU convolution is several times faster with
-            # the kernel laid out like this than with a (k, 1) 2-D kernel in PyTorch's layout
-            w = jnp.transpose(w[..., 0], (2, 1, 0))
-            y = lax.conv_general_dilated(
-                x, w, window_strides=s.stride[:1], padding=[(s.padding[0], s.padding[0])],
-                dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=s.groups,
-            )
-            return y + b
-        y = lax.conv_general_dilated(
-            x,
-            w,
-            window_strides=s.stride,
-            padding=[(p, p) for p in s.padding],
-            dimension_numbers=_DIMENSION_NUMBERS[len(s.kernel)],
-            feature_group_count=s.groups,
-        )
-        return y + b
-
-    @nn.nowrap
-    def numpy_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """The distributions of the initialisers above, drawn with numpy (:func:`dac_jax.nn.init.numpy_init`)."""
-        s = self.spec
-        bound = 1.0 / math.sqrt(s.fan_in)
-        v = rng.uniform(-bound, bound, size=s.weight_shape).astype(np.float32)
-        g = np.sqrt(np.sum(np.square(v), axis=tuple(range(1, v.ndim)), keepdims=True))
-        b = rng.uniform(-bound, bound, size=(s.out_channels,)).astype(np.float32)
-        return {"weight_v": v, "weight_g": g, "bias": b}
-
-
-class WNConvAct(nn.Module):
-    """The original's ``nn.Sequential(WNConv, LeakyReLU(0.1))``: the conv is child ``0``."""
-
-    spec: ConvSpec
-    along_time: bool = False
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.leaky_relu(WNConv(self.spec, self.along_time, name="0")(x), 0.1)
+    return pad_last(x, 0, period - x.shape[-1] % period, "reflect")
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,7 +228,7 @@ class MPD(nn.Module):
 
         fmap = []
         for i, spec in enumerate(MPD_CONVS):
-            x = WNConvAct(narrowed(spec, self.width, first=i == 0), along_time=True, name=f"convs_{i}")(x)
+            x = LeakyWNConv(narrowed(spec, self.width, first=i == 0), along_time=True, name=f"convs_{i}")(x)
             fmap.append(as_map(x))
         fmap.append(as_map(WNConv(narrowed(MPD_POST, self.width, last=True), along_time=True, name="conv_post")(x)))
         return fmap
@@ -409,12 +243,10 @@ class MSD(nn.Module):
 
     @nn.compact
     def __call__(self, y: jax.Array) -> list[jax.Array]:
-        from dac_jax.audio.resample import resample_frac
-
         x = resample_frac(y, self.sample_rate, self.sample_rate // self.rate)[..., None]  # [B, T', 1]
         fmap = []
         for i, spec in enumerate(MSD_CONVS):
-            x = WNConvAct(narrowed(spec, self.width, first=i == 0), name=f"convs_{i}")(x)
+            x = LeakyWNConv(narrowed(spec, self.width, first=i == 0), name=f"convs_{i}")(x)
             fmap.append(x)
         fmap.append(WNConv(narrowed(MSD_POST, self.width, last=True), name="conv_post")(x))
         return fmap
@@ -429,7 +261,7 @@ class BandStack(nn.Module):
     def __call__(self, x: jax.Array) -> list[jax.Array]:
         fmap = []
         for i, spec in enumerate(MRD_CONVS):
-            x = WNConvAct(narrowed(spec, self.width, first=i == 0), name=str(i))(x)
+            x = LeakyWNConv(narrowed(spec, self.width, first=i == 0), name=str(i))(x)
             fmap.append(x)
         return fmap
 
@@ -444,7 +276,7 @@ class MRD(nn.Module):
 
     @nn.compact
     def __call__(self, y: jax.Array) -> list[jax.Array]:
-        spec = stft_match_stride(y, self.window_length)  # [B, frames, bins] complex
+        spec = jnp.swapaxes(stft(y, self.window_length, match_stride=True), -1, -2)  # [B, frames, bins] complex
         x = jnp.stack([spec.real, spec.imag], axis=-1)  # [B, frames, bins, 2]
         fmap, outs = [], []
         for i, (lo, hi) in enumerate(band_edges(self.window_length, self.bands)):
@@ -513,7 +345,5 @@ def init_discriminator(config: DiscriminatorConfig | None = None, seed: int | ja
     config = DiscriminatorConfig() if config is None else config
     dummy = jnp.zeros((1, 1, config.min_length()), jnp.float32)
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        from dac_jax.nn.init import numpy_init
-
         return numpy_init(Discriminator(config), dummy, seed=int(seed))
     return jax.jit(Discriminator(config).init)(seed, dummy)

@@ -4,10 +4,16 @@ Every module here works on channels-last arrays ``[B, T, C]``. Parameters keep t
 PyTorch layouts exactly (``weight_v`` ``[out, in, k]`` for a conv, ``[in, out, k]`` for a
 transposed conv; ``weight_g`` ``[dim0, 1, 1]``; Snake ``alpha`` ``[1, C, 1]``), so importing a
 PyTorch state dict is a renaming of keys and nothing else.
+
+:class:`WNConv1d` is the codecs' conv (padded/unpadded modes, transposed, dilated, folded for
+inference); :class:`WNConv` is a plain ``nn.Conv1d`` / ``nn.Conv2d`` (grouped, ``[B, T, C]`` or
+``[B, H, W, C]``) described by a :class:`ConvSpec`, the discriminator's. Both create their
+parameters the same way (PyTorch's default init).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
@@ -116,6 +122,23 @@ def conv_transpose_polyphase(x: jax.Array, kernel: jax.Array, geometry: ConvGeom
     return z[:, start : start + geometry.output_length(length, padded)]
 
 
+_DIMENSION_NUMBERS = {1: ("NWC", "OIW", "NWC"), 2: ("NHWC", "OIHW", "NHWC")}
+
+
+def conv_nd(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Sequence[int], groups: int = 1) -> jax.Array:
+    """``nn.Conv1d`` / ``nn.Conv2d`` (undilated, zero padding ``padding`` on both sides of each
+    axis, ``groups``) of channels-last ``x [B, T, Cin]`` / ``[B, H, W, Cin]`` with a PyTorch-layout
+    weight ``[out, in / groups, *kernel]``."""
+    return lax.conv_general_dilated(
+        x,
+        weight,
+        window_strides=tuple(stride),
+        padding=[(p, p) for p in padding],
+        dimension_numbers=_DIMENSION_NUMBERS[weight.ndim - 2],
+        feature_group_count=groups,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Initialisers matching PyTorch's defaults for conv layers
 # --------------------------------------------------------------------------------------------
@@ -135,6 +158,29 @@ def _np_uniform(rng: np.random.Generator, bound: float, shape: Sequence[int]) ->
 def _torch_fan_in(shape: Sequence[int]) -> int:
     # PyTorch computes fan_in from dim 1 of the weight for convs and transposed convs alike
     return shape[1] * math.prod(shape[2:])
+
+
+def _weight_norm_params(
+    module: nn.Module, shape: Sequence[int], n_bias: int, zero_bias: bool
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``weight_v``, ``weight_g``, ``bias`` created on ``module`` (call from its compact method) with
+    PyTorch's default conv init: ``v`` uniform ``+-1/sqrt(fan_in)``, ``g = ||v||``, bias the same
+    uniform, or zeros. Every weight-normed conv here creates its parameters through this."""
+    bound = 1.0 / math.sqrt(_torch_fan_in(shape))
+    v = module.param("weight_v", _uniform(bound), tuple(shape))
+    g = module.param("weight_g", lambda _: _l2_norm_except_0(v))
+    bias = module.param("bias", nn.initializers.zeros if zero_bias else _uniform(bound), (n_bias,))
+    return v, g, bias
+
+
+def _numpy_weight_norm_params(
+    rng: np.random.Generator, shape: Sequence[int], n_bias: int, zero_bias: bool
+) -> dict[str, np.ndarray]:
+    """:func:`_weight_norm_params`' distributions drawn with numpy, in the same order (v, then bias)."""
+    bound = 1.0 / math.sqrt(_torch_fan_in(shape))
+    v = _np_uniform(rng, bound, shape)
+    bias = np.zeros(n_bias, np.float32) if zero_bias else _np_uniform(rng, bound, (n_bias,))
+    return {"weight_v": v, "weight_g": np.asarray(_l2_norm_except_0(v)), "bias": bias}
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,22 +242,19 @@ class WNConv1d(Layer):
         return (self.geometry,)
 
     @nn.nowrap
-    def _shapes(self) -> tuple[tuple[int, int, int], int, float]:
-        """``(weight_v shape, bias size, init bound)``: PyTorch's layouts and default init bound."""
+    def _shapes(self) -> tuple[tuple[int, int, int], int]:
+        """``(weight_v shape, bias size)`` in PyTorch's layouts."""
         k = self.geometry.kernel
         if self.geometry.transposed:
             shape = (self.in_features, self.features, k)
         else:
             shape = (self.features, self.in_features, k)
-        return shape, (shape[1] if self.geometry.transposed else shape[0]), 1.0 / math.sqrt(_torch_fan_in(shape))
+        return shape, (shape[1] if self.geometry.transposed else shape[0])
 
     @nn.nowrap
     def numpy_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """The same initial distribution as the Flax initialisers, drawn with numpy."""
-        shape, n_bias, bound = self._shapes()
-        v = _np_uniform(rng, bound, shape)
-        bias = np.zeros(n_bias, np.float32) if self.zero_bias else _np_uniform(rng, bound, (n_bias,))
-        return {"weight_v": v, "weight_g": np.asarray(_l2_norm_except_0(v)), "bias": bias}
+        return _numpy_weight_norm_params(rng, *self._shapes(), self.zero_bias)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -224,10 +267,7 @@ class WNConv1d(Layer):
         if self.has_variable(FOLDED, "kernel"):
             kernel, bias = self.get_variable(FOLDED, "kernel"), self.get_variable(FOLDED, "bias")
         else:
-            shape, n_bias, bound = self._shapes()
-            v = self.param("weight_v", _uniform(bound), shape)
-            g = self.param("weight_g", lambda _: _l2_norm_except_0(v))
-            bias = self.param("bias", nn.initializers.zeros if self.zero_bias else _uniform(bound), (n_bias,))
+            v, g, bias = _weight_norm_params(self, *self._shapes(), self.zero_bias)
             kernel = fold_kernel(weight_norm(v, g), self.geometry)
         return conv1d_folded(x, kernel, self.geometry, self.padded) + bias
 
@@ -297,3 +337,76 @@ def conv_layer(in_features: int, features: int, geometry: ConvGeometry, padded: 
     if leaky:
         return LeakyWNConv1d(in_features, features, geometry, padded, name=name)
     return WNConv1d(in_features, features, geometry, padded, name=name)
+
+
+# --------------------------------------------------------------------------------------------
+# Plain 1-D / 2-D weight-normed convolutions (grouped), described by a ConvSpec
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    """One ``nn.Conv1d`` / ``nn.Conv2d``: channels, kernel, stride, symmetric padding per axis, groups."""
+
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    groups: int = 1
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel)
+
+    def time_geometry(self) -> ConvGeometry:
+        """The 1-D geometry along the first axis, for a 1-D conv or a ``(k, 1)`` one (stride ``(s, 1)``,
+        padding ``(p, 0)``) that runs along time alone; ``ValueError`` for any other."""
+        if any(n != 1 for n in self.kernel[1:] + self.stride[1:]) or any(self.padding[1:]):
+            raise ValueError(f"{self} is not a convolution along its first axis alone")
+        return ConvGeometry(self.kernel[0], self.stride[0], padding=self.padding[0])
+
+
+class WNConv(Layer):
+    """Weight-normed ``nn.Conv1d`` / ``nn.Conv2d`` (``torch.nn.utils.weight_norm``), channels-last.
+
+    PyTorch's default init (the discriminator keeps it): ``weight_v`` ``[out, in / groups,
+    *kernel]`` kaiming-uniform (``+-1/sqrt(fan_in)``), ``weight_g = ||v||``, ``bias`` uniform
+    ``+-1/sqrt(fan_in)``. With ``along_time`` a ``(k, 1)`` kernel (2-D parameters) is applied to
+    ``[N, L, C]`` as a 1-D conv over ``L`` (:func:`conv1d`): XLA's CPU convolution is several times
+    faster so than with the ``(k, 1)`` 2-D kernel in PyTorch's layout.
+    """
+
+    spec: ConvSpec
+    along_time: bool = False
+
+    @nn.nowrap
+    def geometries(self) -> tuple[ConvGeometry, ...]:
+        return (self.spec.time_geometry(),) if self.along_time or len(self.spec.kernel) == 1 else ()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s = self.spec
+        v, g, bias = _weight_norm_params(self, s.weight_shape, s.out_channels, zero_bias=False)
+        w = weight_norm(v, g)
+        if self.along_time:
+            if s.groups != 1:
+                raise ValueError(f"along_time runs ungrouped convolutions only, got {s}")
+            return conv1d(x, w[..., 0], s.time_geometry(), padded=True) + bias
+        return conv_nd(x, w, s.stride, s.padding, s.groups) + bias
+
+    @nn.nowrap
+    def numpy_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The distributions of the initialisers above, drawn with numpy (:func:`dac_jax.nn.init.numpy_init`)."""
+        return _numpy_weight_norm_params(rng, self.spec.weight_shape, self.spec.out_channels, zero_bias=False)
+
+
+class LeakyWNConv(Sequential):
+    """``nn.Sequential(WNConv, nn.LeakyReLU(0.1))``: the conv is child ``0`` (as :class:`LeakyWNConv1d`)."""
+
+    spec: ConvSpec
+    along_time: bool = False
+
+    @nn.nowrap
+    def layers(self) -> list[Layer]:
+        return [WNConv(self.spec, self.along_time, name="0"), LeakyReLU(0.1, name="1")]

@@ -42,11 +42,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from dac_jax.errors import WeightsError
+from dac_jax.fileio import atomic_path
 from dac_jax.model.discriminator import Discriminator, DiscriminatorConfig
 from dac_jax.weights.torch_format import (
     ParameterMap,
-    _torch,
     check_keys,
+    import_torch,
     load_torch_file,
     parameter_map,
     tensors_to_numpy,
@@ -198,8 +199,7 @@ def write_discriminator_checkpoint(path: str | Path, variables: Mapping[str, Any
     """Write our discriminator as the original's ``weights.pth`` (``{"state_dict", "metadata":
     {"kwargs"}}``, atomically), which ``dac.model.discriminator.Discriminator.load`` reads; a folder
     ``path`` gets ``path/discriminator/weights.pth``, the layout of the original's checkpoints."""
-    torch = _torch()
-    from dac_jax.fileio import atomic_path
+    torch = import_torch()
 
     state_dict = variables_to_discriminator_state_dict(variables, config)
     path = Path(path)

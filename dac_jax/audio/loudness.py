@@ -60,7 +60,7 @@ MIN_DURATION = 0.5  # shorter signals are zero-padded to this (AudioSignal.loudn
 DEFAULT_CHUNK = 1 << 20  # samples per row filtered at once by loudness()
 
 
-def _biquad(G: float, Q: float, fc: float, rate: float, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def biquad(G: float, Q: float, fc: float, rate: float, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """RBJ cookbook biquad, as pyloudnorm's IIRfilter designs it (float64), normalised by a0."""
     A = 10 ** (G / 40.0)
     w0 = 2.0 * np.pi * (fc / rate)
@@ -89,8 +89,8 @@ def k_weighting(sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The K-weighting stages ``[(b, a), ...]`` (high shelf, then high pass) as audiotools applies
     them on CPU: pyloudnorm's float64 design rounded to float32 (returned as float64 arrays
     holding those float32 values, for scipy)."""
-    stages = [_biquad(4.0, 1 / np.sqrt(2), 1500.0, sample_rate, "high_shelf"),
-              _biquad(0.0, 0.5, 38.0, sample_rate, "high_pass")]
+    stages = [biquad(4.0, 1 / np.sqrt(2), 1500.0, sample_rate, "high_shelf"),
+              biquad(0.0, 0.5, 38.0, sample_rate, "high_pass")]
     return [(b.astype(np.float32).astype(np.float64), a.astype(np.float32).astype(np.float64)) for b, a in stages]
 
 

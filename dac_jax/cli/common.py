@@ -86,8 +86,14 @@ def run(parser: argparse.ArgumentParser, argv: Optional[list[str]] = None) -> in
     """Parse, call the command's function, and turn dac-jax's errors into one line and exit 1."""
     args = parser.parse_args(argv)
     warnings.formatwarning = _one_line_warning  # dac-jax's warnings name their file; no source line
+    return one_line_errors(lambda: args.func(args))
+
+
+def one_line_errors(call: Callable[[], Optional[int]]) -> int:
+    """``call()``'s exit code (0 for None); dac-jax's errors as one line on stderr and exit 1,
+    Ctrl-C as ``interrupted`` and 130."""
     try:
-        return args.func(args) or 0
+        return call() or 0
     except DacJaxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dac_jax.audio import spectral
-from dac_jax.audio.loudness import _biquad  # pyloudnorm's K-weighting designs, float64
+from dac_jax.audio.loudness import biquad  # pyloudnorm's K-weighting designs, float64
 from dac_jax.errors import AudioError, UsageError
 
 __all__ = [
@@ -189,8 +189,8 @@ def fir_stages(sample_rate: int) -> list[np.ndarray]:
 
     impulse = np.zeros(FIR_TAPS)
     impulse[0] = 1.0
-    designs = [_biquad(4.0, 1 / np.sqrt(2), 1500.0, sample_rate, "high_shelf"),
-               _biquad(0.0, 0.5, 38.0, sample_rate, "high_pass")]
+    designs = [biquad(4.0, 1 / np.sqrt(2), 1500.0, sample_rate, "high_shelf"),
+               biquad(0.0, 0.5, 38.0, sample_rate, "high_pass")]
     return [scipy.signal.lfilter(b, a, impulse).astype(np.float32) for b, a in designs]
 
 

@@ -2,9 +2,11 @@
 distance, and the original's milestone steps, in one ``CheckpointManager``.
 
 A checkpoint holds the :class:`~dac_jax.train.state.TrainState` pytree (both networks, both
-optimiser states, the step, the RNG) and a small JSON record (the step configuration, the data
-position, the validation metrics). Resuming restores the state onto the run's devices and starts the
-input pipeline at the saved step, which reproduces the uninterrupted run exactly. Saves are atomic
+optimiser states, the step, the RNG) and a small JSON record (the step configuration, the batch size
+and seed, the validation metrics; checkpoints written before this version also hold a
+``data_position``, which nothing reads). Resuming restores the state onto the run's devices and
+starts the input pipeline at the saved step (the data position is ``step * batch_size``), which
+reproduces the uninterrupted run exactly. Saves are atomic
 (Orbax writes to a temporary folder and renames), so a run killed mid-save keeps its previous
 checkpoints intact.
 """
@@ -12,7 +14,6 @@ checkpoints intact.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,13 +24,15 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 BEST_METRIC = "val/mel/loss"
 
 
-def _to_json(obj: Any) -> Any:
+def to_json(obj: Any) -> Any:
+    """``obj`` as JSON values: dataclasses (the frozen configs) as dicts of their fields, tuples as
+    lists, dict keys as strings. What a checkpoint's record holds and what ``--dry_run`` prints."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: _to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
-        return [_to_json(x) for x in obj]
+        return [to_json(x) for x in obj]
     if isinstance(obj, dict):
-        return {str(k): _to_json(v) for k, v in obj.items()}
+        return {str(k): to_json(v) for k, v in obj.items()}
     return obj
 
 
@@ -64,7 +67,7 @@ class Checkpoints:
         ``val/mel/loss``) rank it for the best-checkpoint policy."""
         self.manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(_to_json(record))),
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(to_json(record))),
             metrics=metrics,
             force=True,
         )
@@ -84,7 +87,3 @@ class Checkpoints:
     def close(self) -> None:
         self.manager.close()
 
-
-def read_record(checkpoint_dir: str | Path, step: int) -> dict:
-    """The JSON record of a saved step, without restoring arrays."""
-    return json.loads((Path(checkpoint_dir) / str(step) / "record" / "metadata").read_text())

@@ -1,4 +1,5 @@
-"""What a training run is: frozen configs, passed whole; argbind binds them only in ``train.py``.
+"""What a training run is: frozen configs, passed whole; argbind binds them only in
+:mod:`dac_jax.cli.train`.
 
 :class:`StepConfig` is everything the compiled training step depends on (hashable: it is a static
 argument); :class:`TrainConfig` adds the run around it (steps, intervals, batch size, seed, where
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, Optional, Union
 
+from dac_jax.errors import UsageError
 from dac_jax.model.config import PRESETS, DACConfig, VAEConfig
 from dac_jax.model.discriminator import DiscriminatorConfig
 from dac_jax.train.augment import DAC_AUGMENT, AugmentConfig
@@ -41,7 +43,7 @@ class LossWeights:
         """From the original's ``lambdas`` dict; terms it leaves out weigh 0, as in the original."""
         unknown = sorted(set(lambdas) - set(cls.KEYS))
         if unknown:
-            raise ValueError(f"unknown loss names {unknown}; known: {sorted(cls.KEYS)}")
+            raise UsageError(f"unknown loss names {unknown}; known: {sorted(cls.KEYS)}")
         return cls(**{field: float(lambdas.get(key, 0.0)) for key, field in cls.KEYS.items()})
 
 

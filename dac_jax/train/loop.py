@@ -12,21 +12,25 @@ best by validation mel distance, and the milestone steps).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from clu import metric_writers, metrics as clu_metrics, periodic_actions
+from jax.sharding import Mesh
 
 from dac_jax.errors import DacJaxError, UsageError
 from dac_jax.train import step as S
 from dac_jax.train.checkpoint import BEST_METRIC, Checkpoints
 from dac_jax.train.config import TrainConfig
+from dac_jax.train.excerpts import DataConfig
+from dac_jax.train.pipeline import AudioPipeline
 from dac_jax.train.state import TrainState, create_train_state, param_count
 
 log = logging.getLogger("dac_jax.train")
@@ -63,7 +67,8 @@ def _merge(acc: clu_metrics.Collection, new: clu_metrics.Collection) -> clu_metr
     return acc.merge(new)
 
 
-def _gather(collection: type[clu_metrics.Collection], metrics: dict[str, jax.Array]) -> clu_metrics.Collection:
+def gather_metrics(collection: type[clu_metrics.Collection], metrics: dict[str, jax.Array]) -> clu_metrics.Collection:
+    """One step's ``metrics`` (device arrays) as a ``collection``, still on the devices."""
     return collection.single_from_model_output(**{_field(k): v for k, v in metrics.items()})
 
 
@@ -75,26 +80,22 @@ def _computed(acc: clu_metrics.Collection) -> dict[str, float]:
 # data
 
 
-def _data_config(config: TrainConfig, groups, duration: float, batch_size: int, seed: int):
-    from dac_jax.train import data
-
-    return data.DataConfig(
+def _data_config(config: TrainConfig, groups, duration: float, batch_size: int, seed: int) -> DataConfig:
+    return DataConfig(
         groups=groups, sample_rate=config.step.sample_rate, duration=duration, batch_size=batch_size, seed=seed,
         loudness_cutoff=config.loudness_cutoff, num_tries=config.num_tries,
     )
 
 
-def train_pipeline(config: TrainConfig):
+def train_pipeline(config: TrainConfig) -> AudioPipeline:
     """The training input pipeline; building it checks every data source (DataError)."""
-    from dac_jax.train import data
-
-    pipeline = data.AudioPipeline(_data_config(config, config.train_groups, config.duration, config.batch_size,
-                                               config.seed))
+    pipeline = AudioPipeline(_data_config(config, config.train_groups, config.duration, config.batch_size,
+                                          config.seed))
     log.info("training data: %s", pipeline.stats)
     return pipeline
 
 
-def train_batches(pipeline, start_step: int) -> Iterator[np.ndarray]:
+def train_batches(pipeline: AudioPipeline, start_step: int) -> Iterator[np.ndarray]:
     """This host's share of each global training batch, from step ``start_step`` on."""
     for batch in pipeline.train_dataset(start_step=start_step).as_numpy_iterator():
         yield batch["audio"]
@@ -102,27 +103,18 @@ def train_batches(pipeline, start_step: int) -> Iterator[np.ndarray]:
 
 def validation_batches(config: TrainConfig) -> list[np.ndarray]:
     """The fixed validation set (whole batches only: one compiled shape), this host's share."""
-    from dac_jax.train import data
-
     groups = config.val_groups or config.train_groups
     size = config.val_batch_size
     examples = max(size, config.val_examples // size * size)
-    pipeline = data.AudioPipeline(_data_config(config, groups, config.val_duration, size, config.seed))
+    pipeline = AudioPipeline(_data_config(config, groups, config.val_duration, size, config.seed))
     return [b["audio"] for b in pipeline.validation_dataset(examples, batch_size=size).as_numpy_iterator()]
 
 
 # ---------------------------------------------------------------------------------------------
-# the run
+# validation and samples
 
 
-def _check_divisible(config: TrainConfig, devices: int) -> None:
-    for name in ("batch_size", "val_batch_size"):
-        value = getattr(config, name)
-        if value % devices:
-            raise UsageError(f"{name} {value} must be a multiple of the number of devices ({devices})")
-
-
-def validate(eval_step, state: TrainState, batches: list[np.ndarray], mesh) -> dict[str, float]:
+def validate(eval_step, state: TrainState, batches: list[np.ndarray], mesh: Mesh) -> dict[str, float]:
     """Mean validation metrics over the fixed set (``val/...``)."""
     sums, count = None, 0
     for audio in batches:
@@ -151,9 +143,152 @@ def _reconstruct(model_config, params, audio):
     return S.reconstruct(model_config, params, audio)
 
 
-def _record(config: TrainConfig, step: int, metrics: Optional[dict] = None) -> dict:
-    return {"step": step, "data_position": step * config.batch_size, "step_config": config.step,
-            "metrics": metrics or {}, "batch_size": config.batch_size, "seed": config.seed}
+# ---------------------------------------------------------------------------------------------
+# the run folder and its state
+
+
+def _check_divisible(config: TrainConfig, devices: int) -> None:
+    for name in ("batch_size", "val_batch_size"):
+        value = getattr(config, name)
+        if value % devices:
+            raise UsageError(f"{name} {value} must be a multiple of the number of devices ({devices})")
+
+
+def open_run(workdir: Path, config: TrainConfig) -> tuple[metric_writers.MetricWriter, Checkpoints]:
+    """The run's folder (made if missing), its metric writer (only process 0 writes) and checkpoints."""
+    if workdir.exists() and not workdir.is_dir():
+        raise UsageError(f"{workdir}: is a file; save_path must be a folder")
+    workdir.mkdir(parents=True, exist_ok=True)
+    writer = metric_writers.create_default_writer(workdir / "logs", just_logging=jax.process_index() > 0)
+    return writer, Checkpoints(workdir / "checkpoints", config.keep_checkpoints, config.save_steps)
+
+
+def restore_or_init(checkpoints: Checkpoints, config: TrainConfig, mesh: Mesh, generator: Optional[Any] = None,
+                    discriminator: Optional[Any] = None) -> TrainState:
+    """The latest checkpoint's state if there is one, else a fresh state (from ``generator`` /
+    ``discriminator`` params if given), on ``mesh``'s devices."""
+    state = S.replicate(create_train_state(config.step, config.seed, generator, discriminator), mesh)
+    latest = checkpoints.latest_step()
+    if latest is None:
+        return state
+    state, record = checkpoints.restore(latest, state)
+    log.info("resumed from %s at step %d", checkpoints.directory, latest)
+    if record.get("batch_size") != config.batch_size or record.get("seed") != config.seed:
+        log.warning("the checkpoint was written with batch size %s and seed %s; this run uses %s and %s: "
+                    "the data stream will not continue the saved run's", record.get("batch_size"),
+                    record.get("seed"), config.batch_size, config.seed)
+    return state
+
+
+def checkpoint_record(config: TrainConfig, step: int, metrics: Optional[dict] = None) -> dict:
+    """The JSON saved beside the state: what a resume checks (batch size, seed) and what a reader
+    wants to know (the step configuration, the validation metrics). The data position is not
+    stored: it is ``step * batch_size``, which the state's step gives."""
+    return {"step": step, "step_config": config.step, "metrics": metrics or {}, "batch_size": config.batch_size,
+            "seed": config.seed}
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+class TrainMetrics:
+    """The training metrics accumulated on the devices since they were last written."""
+
+    def __init__(self):
+        self._collection: Optional[type[clu_metrics.Collection]] = None
+        self.accumulated: Optional[clu_metrics.Collection] = None
+
+    def add(self, metrics: dict[str, jax.Array]) -> None:
+        if self._collection is None:
+            self._collection = metrics_collection(metrics)
+        single = gather_metrics(self._collection, metrics)
+        self.accumulated = single if self.accumulated is None else _merge(self.accumulated, single)
+
+    def pop(self) -> dict[str, float]:
+        """The means since the last pop, moved to the host; starts a new accumulation."""
+        values, self.accumulated = _computed(self.accumulated), None
+        return values
+
+
+@dataclasses.dataclass
+class PeriodicActions:
+    """What a run does between steps, and when (:func:`itstime`): report progress, write the
+    training metrics (and stop if they diverged), validate, write samples, checkpoint."""
+
+    config: TrainConfig
+    mesh: Mesh
+    writer: metric_writers.MetricWriter
+    checkpoints: Checkpoints
+    eval_step: Callable
+    val: list[np.ndarray]
+    report: periodic_actions.ReportProgress
+
+    def baseline(self, state: TrainState) -> None:
+        """Step 0's validation and samples: what a run's progress is judged against."""
+        if self.val and self.config.valid_every:
+            self._validate(0, state)
+        if self.config.sample_every:
+            write_samples(self.writer, state, self.val, self.config, 0)
+
+    def __call__(self, step: int, state: TrainState, metrics: TrainMetrics, last: bool) -> None:
+        """The actions due after ``step`` steps (``last``: all of them); progress is reported always."""
+        self.report(step)
+        config = self.config
+        checkpoint_due = itstime(step, config.checkpoint_every, last) or step in config.save_steps
+        if itstime(step, config.log_every, last) or checkpoint_due:
+            raise_if_diverged(state, metrics.accumulated)
+            self.writer.write_scalars(step, {f"train/{k}": v for k, v in metrics.pop().items()})
+        val_metrics = None
+        if self.val and itstime(step, config.valid_every, last):
+            with self.report.timed("validate"):
+                val_metrics = self._validate(step, state)
+        if self.val and itstime(step, config.sample_every, last):
+            write_samples(self.writer, state, self.val, config, step)
+        if checkpoint_due:
+            self._save(step, state, val_metrics)
+
+    def _validate(self, step: int, state: TrainState) -> dict[str, float]:
+        val_metrics = validate(self.eval_step, state, self.val, self.mesh)
+        self.writer.write_scalars(step, val_metrics)
+        log.info("step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in val_metrics.items()))
+        return val_metrics
+
+    def _save(self, step: int, state: TrainState, val_metrics: Optional[dict[str, float]]) -> None:
+        """Checkpoint ``step``, ranked for the best-checkpoint policy when it was validated."""
+        ranked = val_metrics if val_metrics and np.isfinite(val_metrics.get(BEST_METRIC, np.nan)) else None
+        self.checkpoints.save(step, state, checkpoint_record(self.config, step, val_metrics), ranked)
+
+
+def _log_start(writer, state: TrainState, mesh: Mesh, config: TrainConfig) -> None:
+    log.info("generator %d parameters, discriminator %d; %d device(s) (%s); global batch %d",
+             param_count(state.generator), param_count(state.discriminator), mesh.size,
+             jax.devices()[0].platform, config.batch_size)
+    if int(state.step) == 0:
+        writer.write_hparams({"batch_size": config.batch_size, "seed": config.seed, "devices": mesh.size,
+                              "sample_rate": config.step.sample_rate})
+
+
+def run_steps(state: TrainState, batches: Iterator[np.ndarray], train_step, mesh: Mesh, config: TrainConfig,
+              actions: PeriodicActions) -> TrainState:
+    """Train from ``state.step`` to ``config.num_steps`` (or until the time limit), with ``actions``
+    after every step; the last step done is validated and checkpointed."""
+    metrics = TrainMetrics()
+    step = int(state.step)
+    deadline = time.monotonic() + config.time_limit if config.time_limit > 0 else None
+    while step < config.num_steps:
+        audio = next(batches)
+        with jax.profiler.StepTraceAnnotation("train", step_num=step):
+            state, step_metrics = train_step(state, S.shard_batch(audio, mesh))
+        metrics.add(step_metrics)
+        step += 1
+        last = step == config.num_steps or (deadline is not None and time.monotonic() > deadline)
+        actions(step, state, metrics, last)
+        if last:
+            if step < config.num_steps:
+                log.info("time limit of %.1f min reached at step %d", config.time_limit / 60, step)
+            break
+    return state
 
 
 def train_and_evaluate(
@@ -173,87 +308,29 @@ def train_and_evaluate(
     # the data first: a missing or empty source must not leave run folders behind
     pipeline = train_pipeline(config)
     val = validation_batches(config) if config.valid_every or config.sample_every else []
-    if workdir.exists() and not workdir.is_dir():
-        raise UsageError(f"{workdir}: is a file; save_path must be a folder")
-    workdir.mkdir(parents=True, exist_ok=True)
-    writer = metric_writers.create_default_writer(workdir / "logs", just_logging=jax.process_index() > 0)
-    checkpoints = Checkpoints(workdir / "checkpoints", config.keep_checkpoints, config.save_steps)
-
-    state = S.replicate(create_train_state(config.step, config.seed, generator, discriminator), mesh)
-    latest = checkpoints.latest_step()
-    if latest is not None:
-        state, record = checkpoints.restore(latest, state)
-        log.info("resumed from %s at step %d", checkpoints.directory, latest)
-        if record.get("batch_size") != config.batch_size or record.get("seed") != config.seed:
-            log.warning("the checkpoint was written with batch size %s and seed %s; this run uses %s and %s: "
-                        "the data stream will not continue the saved run's", record.get("batch_size"),
-                        record.get("seed"), config.batch_size, config.seed)
-    start = int(state.step)
-    log.info("generator %d parameters, discriminator %d; %d device(s) (%s); global batch %d",
-             param_count(state.generator), param_count(state.discriminator), mesh.size,
-             jax.devices()[0].platform, config.batch_size)
-    if start == 0:
-        writer.write_hparams({"batch_size": config.batch_size, "seed": config.seed, "devices": mesh.size,
-                              "sample_rate": config.step.sample_rate})
-
-    train_step = S.make_train_step(mesh, config.step)
-    eval_step = S.make_eval_step(mesh, config.step, seed=config.seed)
-    batches = train_batches(pipeline, start)
+    writer, checkpoints = open_run(workdir, config)
+    state = restore_or_init(checkpoints, config, mesh, generator, discriminator)
+    _log_start(writer, state, mesh, config)
     report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
                                              every_steps=config.log_every, every_secs=None)
-    collection, acc = None, None
-
-    if start == 0 and val and config.valid_every:  # the baseline a run's progress is judged against
-        val_metrics = validate(eval_step, state, val, mesh)
-        writer.write_scalars(0, val_metrics)
-        log.info("step 0: %s", ", ".join(f"{k} {v:.4f}" for k, v in val_metrics.items()))
-    if start == 0 and config.sample_every:
-        write_samples(writer, state, val, config, 0)
-
-    step = start
-    deadline = time.monotonic() + config.time_limit if config.time_limit > 0 else None
-    while step < config.num_steps:
-        audio = next(batches)
-        with jax.profiler.StepTraceAnnotation("train", step_num=step):
-            state, metrics = train_step(state, S.shard_batch(audio, mesh))
-        if collection is None:
-            collection = metrics_collection(metrics)
-        single = _gather(collection, metrics)
-        acc = single if acc is None else _merge(acc, single)
-        step += 1
-        last = step == config.num_steps or (deadline is not None and time.monotonic() > deadline)
-        report(step)
-
-        checkpoint_due = itstime(step, config.checkpoint_every, last) or step in config.save_steps
-        if itstime(step, config.log_every, last) or checkpoint_due:
-            _raise_if_diverged(state, acc)
-            writer.write_scalars(step, {f"train/{k}": v for k, v in _computed(acc).items()})
-            acc = None
-        val_metrics = None
-        if val and itstime(step, config.valid_every, last):
-            with report.timed("validate"):
-                val_metrics = validate(eval_step, state, val, mesh)
-            writer.write_scalars(step, val_metrics)
-            log.info("step %d: %s", step, ", ".join(f"{k} {v:.4f}" for k, v in val_metrics.items()))
-        if val and itstime(step, config.sample_every, last):
-            write_samples(writer, state, val, config, step)
-        if checkpoint_due:
-            ranked = val_metrics if val_metrics and np.isfinite(val_metrics.get(BEST_METRIC, np.nan)) else None
-            checkpoints.save(step, state, _record(config, step, val_metrics), ranked)
-        if last:
-            if step < config.num_steps:
-                log.info("time limit of %.1f min reached at step %d", config.time_limit / 60, step)
-            break
+    actions = PeriodicActions(config, mesh, writer, checkpoints, S.make_eval_step(mesh, config.step, seed=config.seed),
+                              val, report)
+    if int(state.step) == 0:
+        actions.baseline(state)
+    state = run_steps(state, train_batches(pipeline, int(state.step)), S.make_train_step(mesh, config.step), mesh,
+                      config, actions)
     writer.flush()
     checkpoints.close()
     return state
 
 
-def _raise_if_diverged(state: TrainState, acc: Optional[clu_metrics.Collection]) -> None:
+def raise_if_diverged(state: TrainState, accumulated: Optional[clu_metrics.Collection]) -> None:
+    """:class:`TrainingDiverged` if the step recorded a non-finite value (``state.bad_step``),
+    naming the metrics that were not finite."""
     bad = int(state.bad_step)
     if bad < 0:
         return
-    values = _computed(acc) if acc is not None else {}
+    values = _computed(accumulated) if accumulated is not None else {}
     names = sorted(k for k, v in values.items() if not np.isfinite(v))
     hint = ""
     if "kl/loss" in names:  # DAC_SPEC section 5: a known failure of VAE training

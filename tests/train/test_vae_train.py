@@ -13,11 +13,13 @@ import jax
 import numpy as np
 import pytest
 
+from dac_jax.cli.train import fine_tune_weights
 from dac_jax.train import loop as L
 from dac_jax.train import state as St
 from dac_jax.train import step as S
 from dac_jax.train.checkpoint import Checkpoints
 from dac_jax.train.losses import KLSchedule, kl_weight
+from tests.requires import require_reference
 from tests.train import tiny
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +103,7 @@ def test_a_non_finite_kl_stops_training_and_says_so(vae):
     assert not np.isfinite(float(metrics["kl/loss"]))
     collection = L.metrics_collection(metrics)
     with pytest.raises(L.TrainingDiverged, match=r"kl/loss.*the KL term \(kl/loss\) is not finite"):
-        L._raise_if_diverged(state, L._gather(collection, metrics))
+        L.raise_if_diverged(state, L.gather_metrics(collection, metrics))
 
 
 def test_a_vae_state_saves_and_restores(vae, tmp_path):
@@ -156,10 +158,9 @@ def test_bad_vae_configs_are_one_line_errors(overrides, message, tmp_path):
 
 def test_fine_tuning_starts_from_a_vae_checkpoint(tmp_path):
     """train.py --generator_weights with ``model: vae``: the original's checkpoint.pt, strictly matched."""
-    pytest.importorskip("torch")
+    require_reference("torch")  # the weights are written in the original's (torch) format
     import dataclasses
 
-    import train as train_script
     from dac_jax import init_vae
     from dac_jax.errors import UsageError
     from dac_jax.train.config import TrainConfig
@@ -167,13 +168,13 @@ def test_fine_tuning_starts_from_a_vae_checkpoint(tmp_path):
     config = TrainConfig(step=tiny.VAE_STEP)
     vae = init_vae(config.step.model, seed=5)
     checkpoint = vae.export_torch(tmp_path / "checkpoint.pt")
-    generator, discriminator = train_script._fine_tune_weights(config, str(checkpoint), None)
+    generator, discriminator = fine_tune_weights(config, str(checkpoint), None)
     assert discriminator is None
     jax.tree_util.tree_map(np.testing.assert_array_equal, generator, vae.variables["params"])
     # a dac-jax folder works too
-    generator, _ = train_script._fine_tune_weights(config, str(vae.save(tmp_path / "folder")), None)
+    generator, _ = fine_tune_weights(config, str(vae.save(tmp_path / "folder")), None)
     jax.tree_util.tree_map(np.testing.assert_array_equal, generator, vae.variables["params"])
 
     other = TrainConfig(step=dataclasses.replace(config.step, model=dataclasses.replace(config.step.model, decoder_dim=16)))
     with pytest.raises(UsageError, match="is not the configured VAE"):
-        train_script._fine_tune_weights(other, str(checkpoint), None)
+        fine_tune_weights(other, str(checkpoint), None)

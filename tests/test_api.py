@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import dac_jax
-from dac_jax import api
+from dac_jax import runtime
 from dac_jax.model.dac import DAC
 from tests import reference
 
@@ -53,19 +53,19 @@ def test_compiles_once_per_shape(pair):
     _, codec = pair
     a = np.zeros((1, 1, 1000), np.float32)
     b = np.ones((1, 1, 2000), np.float32) * 0.1
-    before = api.trace_counts["encode"]
+    before = runtime.trace_counts["encode"]
     codec.encode(a)
     codec.encode(a + 0.5)
     codec.encode(np.asarray(a))
-    assert api.trace_counts["encode"] == before + 1
+    assert runtime.trace_counts["encode"] == before + 1
     codec.encode(b)
     codec.encode(b * 2)
-    assert api.trace_counts["encode"] == before + 2
+    assert runtime.trace_counts["encode"] == before + 2
     codes = codec.encode(a)
-    before = api.trace_counts["decode"]
+    before = runtime.trace_counts["decode"]
     codec.decode(codes)
     codec.decode(np.asarray(codes)[:, :, ::-1].copy())
-    assert api.trace_counts["decode"] == before + 1
+    assert runtime.trace_counts["decode"] == before + 1
 
 
 def test_bad_inputs_are_named(pair):

@@ -8,6 +8,7 @@ import soundfile as sf
 
 import dac_jax
 from dac_jax.codec import latentfile
+from tests.requires import require_reference
 from tests.test_cli import BAD_INPUTS, clip, make_tree, run, write_bad_inputs
 
 
@@ -56,8 +57,7 @@ def test_seed_samples_and_normalize_db_is_recorded(tmp_path, weights):
 
 
 def test_a_bare_state_dict_needs_the_model_type_and_checkpoints_convert(tmp_path, weights):
-    pytest.importorskip("torch")
-    import torch
+    torch = require_reference("torch")
 
     vae = dac_jax.load_vae(weights)
     ckpt = vae.export_torch(tmp_path / "checkpoint.pt")

@@ -15,9 +15,6 @@ from dac_jax.audio import resample as R
 from dac_jax.errors import AudioError
 from tests.audio import require_reference
 
-torch = require_reference("torch")
-julius = require_reference("julius")
-
 PAIRS = [(22050, 44100), (48000, 44100), (8000, 16000), (44100, 24000), (44100, 16000), (24000, 44100),
          (16000, 48000)]
 PAIR_IDS = [f"{a}-{b}" for a, b in PAIRS]
@@ -34,6 +31,9 @@ def signals(rate: int, length: int) -> np.ndarray:
 
 
 def theirs(x: np.ndarray, old: int, new: int, **kw) -> np.ndarray:
+    """julius' resample_frac (the reference: see tests.requires)."""
+    torch = require_reference("torch")
+    julius = require_reference("julius")
     return julius.resample_frac(torch.from_numpy(np.ascontiguousarray(x)), old, new, **kw).numpy()
 
 
@@ -56,6 +56,7 @@ def test_matches_julius(old, new, length):
 
 @pytest.mark.parametrize("old, new", PAIRS, ids=PAIR_IDS)
 def test_kernel_is_julius(old, new):
+    julius = require_reference("julius")
     ref = julius.ResampleFrac(old, new).kernel[:, 0].numpy()
     ours = R.resample_kernel(old, new)
     assert ours.shape == ref.shape and ours.dtype == np.float32

@@ -16,6 +16,10 @@ from dac_jax.errors import AudioError
 from dac_jax.model.config import PRESETS
 from dac_jax.model.dac import DAC
 
+# Window-independent decoding against decoding the whole sequence at once, max abs: measured
+# <= 1.8e-7 (tiny-odd) and 1.0e-7 (44khz) (float32, x86_64 CPU); the tolerance is about 10x that.
+DECODE_TOLERANCE = 2e-6
+
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(1, 5000), st.integers(1, 300), st.integers(0, 40))
@@ -93,7 +97,7 @@ def test_independent_decoding_equals_whole_sequence_decoding(tiny, window, batch
     whole = np.asarray(tiny.decode(codes))[:, 0]
     audio = chunked.decode_independent(tiny, codes, window, batch_size=batch)
     assert audio.shape == whole.shape
-    assert np.max(np.abs(audio - whole)) <= 1e-4
+    assert np.max(np.abs(audio - whole)) <= DECODE_TOLERANCE
 
 
 @pytest.mark.parametrize("frames, window", [(137, 0.05), (137, 0.01), (20, 10.0)])
@@ -120,7 +124,7 @@ def test_independent_mode_is_exact_for_the_44khz_model():
     codes = chunked.encode_independent(codec, audio, 0.38, batch_size=4)
     assert np.mean(codes == whole) >= 0.999 and np.mean(codes[:, 0] == whole[:, 0]) >= 0.9999
     decoded = chunked.decode_independent(codec, whole, 0.38, batch_size=4)
-    assert np.max(np.abs(decoded - np.asarray(codec.decode(whole))[:, 0])) <= 1e-4
+    assert np.max(np.abs(decoded - np.asarray(codec.decode(whole))[:, 0])) <= DECODE_TOLERANCE
 
 
 def test_one_compilation_per_window_and_batch_shape(tiny):

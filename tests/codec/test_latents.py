@@ -21,7 +21,9 @@ from dac_jax.model.config import VAEConfig
 # the released x2 geometry (rates 2,3,4,4,5: odd-stride exact upsampling, hop 480) at a CPU-friendly width
 X2_GEOMETRY = VAEConfig(encoder_dim=4, encoder_rates=(2, 3, 4, 4, 5), latent_dim=8, decoder_dim=32,
                         decoder_rates=(5, 4, 4, 3, 2), sample_rate=24000)
-TOLERANCE = 1e-4
+# Windowed and whole-signal processing compute the same sums: measured <= 3e-8 (audio; m and logs
+# <= 7.5e-9) on both models here (float32, x86_64 CPU); the tolerance is about 10x that.
+TOLERANCE = 3e-7
 
 
 @pytest.fixture(scope="module")

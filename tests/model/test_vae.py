@@ -17,7 +17,10 @@ from dac_jax.nn.bottleneck import kl_divergence
 from dac_jax.weights.vae import vae_state_dict_to_variables
 from tests import reference
 
-MAX_DIFF = 1e-4
+# About 10x the largest error measured here (float32, x86_64 CPU): 4.8e-7 on the tiny model, 1.7e-6
+# on the full-size x3 model (m, logs, z and audio, max abs); the KL 1.5e-7 relative.
+MAX_DIFF = 2e-5
+MAX_KL_REL = 2e-6
 TINY = VAE_PRESETS["vae-tiny"]
 
 
@@ -80,7 +83,7 @@ def test_padded_forward_equals_the_original(tiny, signal):
     assert 0.01 < float(np.std(theirs["audio"])) < 0.9, "a saturated or silent output would prove little"
     for name in ("m", "logs", "z", "audio"):
         assert max_diff(getattr(ours, name), theirs[name]) <= MAX_DIFF, name
-    np.testing.assert_allclose(float(ours.kl), theirs["kl"], rtol=1e-5)
+    np.testing.assert_allclose(float(ours.kl), theirs["kl"], rtol=MAX_KL_REL)
     assert not np.allclose(ours.z, ours.m), "z is sampled"
 
 
@@ -183,5 +186,6 @@ def test_full_size_x3_equals_the_original(reference_dir):
     for name in ("m", "logs", "z", "audio"):
         assert max_diff(getattr(ours, name), theirs[name]) <= MAX_DIFF, name
     # the full-size output is quiet (std ~1e-3 at this initialisation): relative to its peak too
-    assert max_diff(ours.audio, theirs["audio"]) <= 1e-3 * np.max(np.abs(theirs["audio"]))
-    np.testing.assert_allclose(float(ours.kl), theirs["kl"], rtol=1e-4)
+    # (measured 2.4e-7)
+    assert max_diff(ours.audio, theirs["audio"]) <= 3e-6 * np.max(np.abs(theirs["audio"]))
+    np.testing.assert_allclose(float(ours.kl), theirs["kl"], rtol=MAX_KL_REL)

@@ -23,6 +23,7 @@ from dac_jax.model.dac import DAC
 from dac_jax.nn import geometry as geo
 from dac_jax.nn.geometry import ConvGeometry
 from dac_jax.nn.layers import conv1d
+from tests.requires import require_reference
 
 ALL_PRESETS = sorted(PRESETS)
 RELEASED = ["44khz", "44khz-16kbps", "24khz", "16khz"]
@@ -41,9 +42,8 @@ def original():
     ``delay`` its constructor computes, ``hop_length``) reads only the layers' hyper-parameters,
     and skipping the allocation of ~75 M random weights saves seconds per model.
     """
-    pytest.importorskip("dac")
-    import dac
-    import torch
+    dac = require_reference("dac")
+    torch = require_reference("torch")
 
     @functools.lru_cache(maxsize=None)
     def build(name):
@@ -208,8 +208,8 @@ def test_padded_decode_length(name, per_frame, missing):
 
 def test_padded_decode_length_matches_original_tiny_odd():
     """The padded stride-5 length quirk, measured on a small original model."""
-    pytest.importorskip("dac")
-    import torch
+    require_reference("dac")
+    torch = require_reference("torch")
 
     from tests.reference import torch_model
 
@@ -303,7 +303,7 @@ def _geometries(transposed: bool, stride: int):
 
 
 def _torch_layer(g: ConvGeometry, padded: bool):
-    import torch
+    torch = require_reference("torch")
 
     kwargs = dict(kernel_size=g.kernel, stride=g.stride, dilation=g.dilation, padding=g.padding if padded else 0)
     if g.transposed:
@@ -313,7 +313,7 @@ def _torch_layer(g: ConvGeometry, padded: bool):
 
 def _torch_length(layer, length: int) -> int | None:
     """PyTorch's output length, or None when PyTorch rejects the input as too short."""
-    import torch
+    torch = require_reference("torch")
 
     with torch.no_grad():
         try:
@@ -326,7 +326,7 @@ def _torch_length(layer, length: int) -> int | None:
 @pytest.mark.parametrize("stride", [1, 2, 3, 5, 8])
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
 def test_conv_geometry_output_length_matches_torch(transposed, stride, padded):
-    pytest.importorskip("torch")
+    require_reference("torch")
     checked = 0
     for g in _geometries(transposed, stride):
         layer = _torch_layer(g, padded)
@@ -379,7 +379,7 @@ def test_input_span_matches_torch_dependencies(transposed):
     The dependency pattern of a PyTorch layer is read off its response to every unit impulse
     (all-ones kernel, no bias): ``deps[i, o]`` is True when output ``o`` depends on input ``i``.
     """
-    torch = pytest.importorskip("torch")
+    torch = require_reference("torch")
     for stride, k, d in itertools.product((1, 2, 3, 5), (1, 2, 4, 7, 10), (1, 2, 3)):
         g = ConvGeometry(k, stride=stride, dilation=d, transposed=transposed)
         layer = _torch_layer(g, padded=False)

@@ -9,8 +9,18 @@ from hypothesis import strategies as st
 from dac_jax.model.config import DACConfig
 from dac_jax.model.dac import DAC
 from dac_jax.nn.geometry import ConvGeometry
+from tests.requires import require_reference
 
-torch = pytest.importorskip("torch")
+
+# module-scoped, not function-scoped: hypothesis runs many examples per fixture value
+@pytest.fixture(scope="module")
+def torch():
+    return require_reference("torch")
+
+
+@pytest.fixture(scope="module")
+def original_dac():
+    return require_reference("dac")
 
 
 @st.composite
@@ -24,7 +34,7 @@ def geometries(draw):
     return ConvGeometry(kernel, stride, dilation, transposed, padding, output_padding)
 
 
-def torch_length(g: ConvGeometry, length: int, padded: bool) -> int:
+def torch_length(torch, g: ConvGeometry, length: int, padded: bool) -> int:
     p = g.padding if padded else 0
     if g.transposed:
         conv = torch.nn.ConvTranspose1d(1, 1, g.kernel, g.stride, p, g.output_padding if padded else 0, dilation=g.dilation)
@@ -36,10 +46,10 @@ def torch_length(g: ConvGeometry, length: int, padded: bool) -> int:
 
 @settings(max_examples=150, deadline=None)
 @given(geometries(), st.integers(1, 300), st.booleans())
-def test_output_length_is_torchs(g, length, padded):
+def test_output_length_is_torchs(torch, g, length, padded):
     if g.output_length(length, padded) <= 0:
         return  # torch refuses empty outputs; the negative arithmetic is checked against get_delay below
-    assert g.output_length(length, padded) == torch_length(g, length, padded)
+    assert g.output_length(length, padded) == torch_length(torch, g, length, padded)
 
 
 @settings(max_examples=150, deadline=None)
@@ -55,8 +65,8 @@ def test_input_length_is_the_least_input_that_reaches_the_output(g, target):
     st.lists(st.integers(2, 6), min_size=1, max_size=3),
     st.integers(1, 4),
 )
-def test_delay_and_output_length_equal_the_originals_for_random_architectures(rates, n_codebooks):
-    dac = pytest.importorskip("dac")
+def test_delay_and_output_length_equal_the_originals_for_random_architectures(original_dac, rates, n_codebooks):
+    dac = original_dac
     config = DACConfig(encoder_dim=2, encoder_rates=tuple(rates), latent_dim=4, decoder_dim=2 ** len(rates),
                        decoder_rates=tuple(reversed(rates)), n_codebooks=n_codebooks, codebook_size=4,
                        codebook_dim=2, sample_rate=16000)

@@ -19,10 +19,9 @@ from dac_jax.nn.blocks import DecoderBlock, EncoderBlock, ResidualUnit
 from dac_jax.nn.geometry import ConvGeometry
 from dac_jax.nn.layers import Snake, WNConv1d, snake, weight_norm
 from dac_jax.weights.torch_format import torch_key
+from tests.requires import require_reference
 
-torch = pytest.importorskip("torch")
-dac_layers = pytest.importorskip("dac.nn.layers")
-dac_model = pytest.importorskip("dac.model.dac")
+# Every test here compares with the original: each asks for it itself (tests.requires).
 
 
 def _assert_close(ours, theirs, tol=1e-5):
@@ -36,6 +35,7 @@ def _assert_close(ours, theirs, tol=1e-5):
 
 def _randomize(module, seed: int):
     """Move alpha, g and biases away from their initial values (seeded), so nothing is trivially 1 or 0."""
+    torch = require_reference("torch")
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
@@ -50,6 +50,7 @@ def _randomize(module, seed: int):
 
 def _unpad(module):
     """Padding 0 on every Conv1d / ConvTranspose1d, as the original's ``CodecMixin.padding = False`` does."""
+    torch = require_reference("torch")
     for layer in module.modules():
         if isinstance(layer, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
             layer.padding = tuple(0 for _ in layer.padding)
@@ -72,6 +73,7 @@ def _variables_from_torch(flax_module, torch_module, x_shape) -> dict:
 
 def _run_torch(module, x: np.ndarray) -> np.ndarray:
     """Channels-last numpy in and out around a channels-first torch module."""
+    torch = require_reference("torch")
     with torch.no_grad():
         y = module(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1))))
     return y.numpy().transpose(0, 2, 1)
@@ -89,6 +91,7 @@ def _apply(module, variables, x):
 
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
 def test_weight_norm_matches_torch(transposed):
+    torch = require_reference("torch")
     torch.manual_seed(0)
     cls = torch.nn.ConvTranspose1d if transposed else torch.nn.Conv1d
     layer = torch.nn.utils.weight_norm(cls(3, 5, 4))
@@ -128,6 +131,8 @@ def _conv_case(stride: int, dilation: int, transposed: bool) -> ConvGeometry:
 @pytest.mark.parametrize("dilation", [1, 3, 9])
 @pytest.mark.parametrize("stride", [1, 2, 4, 5, 8])
 def test_wnconv1d_matches_torch(stride, dilation, transposed):
+    torch = require_reference("torch")
+    dac_layers = require_reference("dac.nn.layers")
     g = _conv_case(stride, dilation, transposed)
     c_in, c_out = 3, 5
     torch.manual_seed(stride * 100 + dilation)
@@ -157,6 +162,8 @@ def test_wnconv1d_matches_torch(stride, dilation, transposed):
 
 
 def test_snake_matches_torch():
+    torch = require_reference("torch")
+    dac_layers = require_reference("dac.nn.layers")
     rng = np.random.default_rng(0)
     x = rng.normal(scale=3.0, size=(2, 6, 50)).astype(np.float32)
     alpha = rng.uniform(0.01, 3.0, size=(1, 6, 1)).astype(np.float32)
@@ -166,6 +173,7 @@ def test_snake_matches_torch():
 
 
 def test_snake_module_matches_torch():
+    dac_layers = require_reference("dac.nn.layers")
     channels = 6
     reference = _randomize(dac_layers.Snake1d(channels), seed=1)
     module = Snake(channels)
@@ -206,6 +214,8 @@ def _check_block(ours_for, reference, x: np.ndarray):
 
 @pytest.mark.parametrize("dilation", [1, 3, 9])
 def test_residual_unit_matches_torch(dilation):
+    torch = require_reference("torch")
+    dac_model = require_reference("dac.model.dac")
     dim = 6
     torch.manual_seed(dilation)
     reference = _randomize(dac_model.ResidualUnit(dim, dilation), seed=dilation)
@@ -215,6 +225,8 @@ def test_residual_unit_matches_torch(dilation):
 
 @pytest.mark.parametrize("stride", [2, 5, 8])
 def test_encoder_block_matches_torch(stride):
+    torch = require_reference("torch")
+    dac_model = require_reference("dac.model.dac")
     dim = 8
     torch.manual_seed(stride)
     reference = _randomize(dac_model.EncoderBlock(dim, stride), seed=stride)
@@ -224,6 +236,8 @@ def test_encoder_block_matches_torch(stride):
 
 @pytest.mark.parametrize("stride", [2, 5, 8])
 def test_decoder_block_matches_torch(stride):
+    torch = require_reference("torch")
+    dac_model = require_reference("dac.model.dac")
     d_in, d_out = 8, 4
     torch.manual_seed(stride)
     reference = _randomize(dac_model.DecoderBlock(d_in, d_out, stride), seed=stride)

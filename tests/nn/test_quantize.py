@@ -16,9 +16,7 @@ from flax import traverse_util
 
 from dac_jax.nn.quantize import ResidualVectorQuantize, VectorQuantize, dropout_counts, nearest_code
 from dac_jax.weights.torch_format import torch_key
-
-torch = pytest.importorskip("torch")
-dac_quantize = pytest.importorskip("dac.nn.quantize")
+from tests.requires import require_reference
 
 SMALL = dict(input_dim=32, n_codebooks=4, codebook_size=64, codebook_dim=8)
 REAL = dict(input_dim=1024, n_codebooks=9, codebook_size=1024, codebook_dim=8)
@@ -38,6 +36,8 @@ def _cf(x) -> np.ndarray:
 
 
 def _torch_rvq(sizes: dict, seed: int = 0):
+    torch = require_reference("torch")
+    dac_quantize = require_reference("dac.nn.quantize")
     torch.manual_seed(seed)
     rvq = dac_quantize.ResidualVectorQuantize(**sizes).eval()
     gen = torch.Generator().manual_seed(seed + 1)
@@ -72,6 +72,7 @@ def _call(module, variables, x, method):
 
 
 def _run_torch_rvq(rvq, z_cl: np.ndarray, n_quantizers=None) -> dict:
+    torch = require_reference("torch")
     with torch.no_grad():
         z, codes, latents, commitment, codebook = rvq(torch.from_numpy(_cf(z_cl).copy()), n_quantizers)
     return dict(
@@ -87,6 +88,14 @@ def small():
     module = ResidualVectorQuantize(**SMALL)
     z = np.random.default_rng(0).normal(size=(3, 20, SMALL["input_dim"])).astype(np.float32)
     return module, _variables(module, reference, z.shape), reference, z
+
+
+@pytest.fixture(scope="module")
+def small_jax():
+    """(our module, its own initial variables, input z [B, T, D]): no reference involved."""
+    module = ResidualVectorQuantize(**SMALL)
+    z = np.random.default_rng(0).normal(size=(3, 20, SMALL["input_dim"])).astype(np.float32)
+    return module, module.init(jax.random.key(5), jnp.asarray(z)), z
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,6 +123,7 @@ def test_rvq_matches_original(small, n_quantizers):
 
 
 def test_rvq_real_sizes_match_original():
+    torch = require_reference("torch")
     reference = _torch_rvq(REAL, seed=1)
     module = ResidualVectorQuantize(**REAL)
     z = np.random.default_rng(1).normal(size=(2, 6, REAL["input_dim"])).astype(np.float32)
@@ -130,6 +140,7 @@ def test_rvq_real_sizes_match_original():
 
 @pytest.mark.parametrize("n_codebooks", [1, 2, 4])
 def test_from_codes_matches_original(small, n_codebooks):
+    torch = require_reference("torch")
     module, variables, reference, z = small
     codes = np.random.default_rng(n_codebooks).integers(0, SMALL["codebook_size"], size=(3, n_codebooks, 20))
     z_q, z_p = _call(module, variables, jnp.asarray(codes, jnp.int32), "from_codes")
@@ -139,9 +150,9 @@ def test_from_codes_matches_original(small, n_codebooks):
     _rel_close(_cf(z_p), tz_p.numpy())
 
 
-def test_from_codes_inverts_forward(small):
+def test_from_codes_inverts_forward(small_jax):
     """from_codes(codes) reproduces the forward pass's z (the original's property too)."""
-    module, variables, reference, z = small
+    module, variables, z = small_jax
     ours = _rvq(module, variables, jnp.asarray(z))
     z_q, _ = _call(module, variables, ours.codes, "from_codes")
     _rel_close(z_q, ours.z)
@@ -150,6 +161,7 @@ def test_from_codes_inverts_forward(small):
 @pytest.mark.parametrize("width", [8, 16, 19, 32, 40])
 def test_from_latents_matches_original(small, width):
     """Latents of ``width`` channels: the whole codebooks they hold are used, the rest ignored."""
+    torch = require_reference("torch")
     module, variables, reference, z = small
     latents = np.random.default_rng(width).normal(size=(3, 20, width)).astype(np.float32)
     z_q, z_p, codes = _call(module, variables, jnp.asarray(latents), "from_latents")
@@ -161,9 +173,9 @@ def test_from_latents_matches_original(small, width):
     _rel_close(_cf(z_p), tz_p.numpy())
 
 
-def test_from_latents_of_forward_latents(small):
+def test_from_latents_of_forward_latents(small_jax):
     """The forward pass's latents give back its codes and z."""
-    module, variables, reference, z = small
+    module, variables, z = small_jax
     ours = _rvq(module, variables, jnp.asarray(z))
     z_q, _, codes = _call(module, variables, ours.latents, "from_latents")
     np.testing.assert_array_equal(np.asarray(codes), np.asarray(ours.codes))
@@ -259,6 +271,8 @@ def test_dropout_counts():
 
 @pytest.fixture(scope="module")
 def vq_pair():
+    torch = require_reference("torch")
+    dac_quantize = require_reference("dac.nn.quantize")
     torch.manual_seed(3)
     reference = dac_quantize.VectorQuantize(SMALL["input_dim"], SMALL["codebook_size"], SMALL["codebook_dim"])
     module = VectorQuantize(SMALL["input_dim"], SMALL["codebook_size"], SMALL["codebook_dim"])
@@ -267,6 +281,7 @@ def vq_pair():
 
 
 def test_straight_through_gradient(vq_pair):
+    torch = require_reference("torch")
     module, variables, reference, z = vq_pair
 
     def through_vq(x):
@@ -285,6 +300,7 @@ def test_straight_through_gradient(vq_pair):
 
 
 def test_loss_gradients(vq_pair):
+    torch = require_reference("torch")
     module, variables, reference, z = vq_pair
 
     def losses(params, x):
@@ -317,11 +333,15 @@ def test_loss_gradients(vq_pair):
 # --------------------------------------------------------------------------------------------
 
 
-def test_nearest_code_matches_brute_force():
+def _nearest_code_case():
     rng = np.random.default_rng(4)
     encodings = rng.normal(size=(500, 8)).astype(np.float32) * rng.uniform(0.1, 10, size=(500, 1)).astype(np.float32)
     codebook = rng.normal(size=(64, 8)).astype(np.float32)
-    ours = np.asarray(nearest_code(jnp.asarray(encodings), jnp.asarray(codebook)))
+    return encodings, codebook, np.asarray(nearest_code(jnp.asarray(encodings), jnp.asarray(codebook)))
+
+
+def test_nearest_code_matches_brute_force():
+    encodings, codebook, ours = _nearest_code_case()
 
     e = encodings.astype(np.float64)
     c = codebook.astype(np.float64)
@@ -333,13 +353,18 @@ def test_nearest_code_matches_brute_force():
     clear = top2[:, 1] - top2[:, 0] > 1e-5  # ties closer than float32 rounding may go either way
     assert clear.mean() > 0.95
     np.testing.assert_array_equal(ours[clear], expected[clear])
+    # batch dimensions are kept
+    batched = nearest_code(jnp.asarray(encodings.reshape(5, 100, 8)), jnp.asarray(codebook))
+    np.testing.assert_array_equal(np.asarray(batched).reshape(-1), ours)
 
-    # and the original's lookup (same float32 arithmetic) agrees everywhere
+
+def test_nearest_code_matches_original():
+    """The original's lookup (same float32 arithmetic) agrees everywhere, ties included."""
+    torch = require_reference("torch")
+    dac_quantize = require_reference("dac.nn.quantize")
+    encodings, codebook, ours = _nearest_code_case()
     vq = dac_quantize.VectorQuantize(8, 64, 8)
     with torch.no_grad():
         vq.codebook.weight.copy_(torch.from_numpy(codebook))
         _, theirs = vq.decode_latents(torch.from_numpy(encodings.T[None].copy()))
     np.testing.assert_array_equal(ours, theirs.numpy()[0])
-    # batch dimensions are kept
-    batched = nearest_code(jnp.asarray(encodings.reshape(5, 100, 8)), jnp.asarray(codebook))
-    np.testing.assert_array_equal(np.asarray(batched).reshape(-1), ours)

@@ -144,9 +144,16 @@ def test_native_round_trip_is_exact_and_needs_no_torch(tiny_pth, tmp_path):
     np.save(tmp_path / "codes.npy", np.asarray(codec.encode(SIGNAL)))
     # in a fresh interpreter where importing torch fails
     script = f"""
-import sys
-sys.modules["torch"] = None
-sys.modules["tensorflow"] = None
+import sys, importlib.abc
+
+
+class Absent(importlib.abc.MetaPathFinder):  # as if not installed (None in sys.modules trips scipy)
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {{"torch", "tensorflow"}}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+
+
+sys.meta_path.insert(0, Absent())
 import numpy as np, dac_jax
 codec = dac_jax.load_model({str(out_dir)!r})
 codes = np.asarray(codec.encode(np.load({str(tmp_path / 'x.npy')!r})))
@@ -208,8 +215,16 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "tensorflow"
 
 def test_reading_a_pth_without_torch_says_what_to_install(tiny_pth):
     script = f"""
-import sys
-sys.modules["torch"] = None
+import sys, importlib.abc
+
+
+class Absent(importlib.abc.MetaPathFinder):  # as if not installed (None in sys.modules trips scipy)
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {{"torch"}}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+
+
+sys.meta_path.insert(0, Absent())
 import dac_jax
 try:
     dac_jax.load_model({str(tiny_pth)!r})

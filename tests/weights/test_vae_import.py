@@ -18,7 +18,7 @@ from tests import reference
 
 TINY = VAE_PRESETS["vae-tiny"]
 SIGNAL = reference.test_signals(TINY.sample_rate, lengths=(0.01, 0.008))["speech"]
-MAX_DIFF = 1e-4
+MAX_DIFF = 2e-5  # about 10x the largest measured (1.7e-6, max abs; float32 on an x86_64 CPU)
 
 
 @pytest.fixture(scope="module")
@@ -102,15 +102,15 @@ def test_checkpoint_pt_loads_with_its_config_and_equals_the_original(torch_tiny,
 
 
 def test_facade_encodes_the_mean_without_a_key_and_compiles_once_per_shape(checkpoint_pt):
-    from dac_jax import api
+    from dac_jax import runtime
 
     vae = dac_jax.load_vae(checkpoint_pt)
     audio = SIGNAL[..., :199]  # a shape no other test encodes
-    before = api.trace_counts["vae_encode"]
+    before = runtime.trace_counts["vae_encode"]
     z, m, logs = vae.encode(audio)
     np.testing.assert_array_equal(z, m)
     vae.encode(audio * 0.5)
-    assert api.trace_counts["vae_encode"] == before + 1
+    assert runtime.trace_counts["vae_encode"] == before + 1
     assert not np.allclose(vae.encode(audio, jax.random.key(0)).z, m)
     with pytest.raises(UsageError, match=r"z must be \[batch, 8, frames\]"):
         vae.decode(np.zeros((1, 3, 4), np.float32))

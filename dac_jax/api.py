@@ -61,6 +61,18 @@ def _check_audio(audio: Any, sample_rate: int) -> jax.Array:
     return audio
 
 
+def _check_lengths(lengths: Any, shape: tuple, name: str) -> Optional[jax.Array]:
+    """``lengths [B]`` of a ragged batch of ``shape [B, C, T]``: integers in 1..T, or None."""
+    if lengths is None:
+        return None
+    if not np.issubdtype(_dtype(lengths), np.integer) or np.shape(lengths) != (shape[0],):
+        raise UsageError(f"{name} must be integers, one per item: shape ({shape[0]},); got {_dtype(lengths)} {np.shape(lengths)}")
+    lo, hi = int(np.min(lengths)), int(np.max(lengths))
+    if lo < 1 or hi > shape[-1]:
+        raise UsageError(f"{name} must be in 1..{shape[-1]} (the batch's length); found {lo}..{hi}")
+    return jnp.asarray(lengths, jnp.int32)
+
+
 class _Facade:
     """What both facades add to a runtime model, written once: decoding their files, saving."""
 
@@ -110,17 +122,31 @@ class Codec(_Facade, DACModel):
 
     # -- inference ----------------------------------------------------------------------------
 
-    def encode(self, audio: Any, n_quantizers: Optional[int] = None) -> jax.Array:
-        """``audio [B, 1, T]`` -> ``codes [B, n, ceil(T / hop)]`` (zero-padded to whole frames)."""
-        return self.encode_full(audio, n_quantizers).codes
+    def encode(self, audio: Any, n_quantizers: Optional[int] = None, lengths: Any = None) -> jax.Array:
+        """``audio [B, 1, T]`` -> ``codes [B, n, ceil(T / hop)]`` (zero-padded to whole frames).
 
-    def encode_full(self, audio: Any, n_quantizers: Optional[int] = None) -> EncodeOutput:
-        """Like :meth:`encode` but returns ``z``, ``latents`` and the losses too."""
-        return runtime.encode(self.module, self.inference_variables, self._check_audio(audio), self._check_n_quantizers(n_quantizers))
+        ``lengths [B]``: a batch of signals of different lengths, right-padded to ``T``. Item b's
+        codes are then its first ``frame_lengths(lengths)[b]`` frames, the codes of encoding it alone
+        (up to float rounding), followed by zeros; what its padding holds does not matter.
+        """
+        return self.encode_full(audio, n_quantizers, lengths).codes
 
-    def decode(self, codes: Any) -> jax.Array:
-        """``codes [B, n, frames]`` -> ``audio [B, 1, samples]`` (``output_length`` of the frames' samples)."""
-        return runtime.decode(self.module, self.inference_variables, self._check_codes(codes))
+    def encode_full(self, audio: Any, n_quantizers: Optional[int] = None, lengths: Any = None) -> EncodeOutput:
+        """Like :meth:`encode` but returns ``z``, ``latents`` and the losses too (not masked in a ragged batch)."""
+        audio = self._check_audio(audio)
+        return runtime.encode(self.module, self.inference_variables, audio, self._check_n_quantizers(n_quantizers),
+                              _check_lengths(lengths, audio.shape, "lengths"))
+
+    def decode(self, codes: Any, frame_lengths: Any = None) -> jax.Array:
+        """``codes [B, n, frames]`` -> ``audio [B, 1, samples]`` (``output_length`` of the frames' samples).
+
+        ``frame_lengths [B]``: code sequences of different lengths, right-padded; item b's audio is
+        then its first ``decoder_samples(frame_lengths[b])`` samples, as decoding it alone gives,
+        followed by zeros.
+        """
+        codes = self._check_codes(codes)
+        return runtime.decode(self.module, self.inference_variables, codes,
+                              _check_lengths(frame_lengths, codes.shape, "frame_lengths"))
 
     def __call__(self, audio: Any, n_quantizers: Optional[int] = None) -> DACOutput:
         """Encode and decode (the original's ``forward``): audio cropped to the input length."""
@@ -178,16 +204,23 @@ class VAECodec(_Facade, VAEModel):
 
     _export = staticmethod(write_vae_checkpoint)
 
-    def encode(self, audio: Any, key: Optional[jax.Array] = None) -> VAELatents:
-        """``audio [B, 1, T]`` -> ``(z, m, logs)``, each ``[B, D, ceil(T / hop)]`` (zero-padded to whole frames)."""
-        return runtime.vae_encode(self.module, self.inference_variables, _check_audio(audio, self.sample_rate), key)
+    def encode(self, audio: Any, key: Optional[jax.Array] = None, lengths: Any = None) -> VAELatents:
+        """``audio [B, 1, T]`` -> ``(z, m, logs)``, each ``[B, D, ceil(T / hop)]`` (zero-padded to whole frames).
 
-    def decode(self, z: Any) -> jax.Array:
-        """``z [B, D, frames]`` -> ``audio [B, 1, hop * frames]``."""
+        ``lengths [B]``: a ragged batch, as :meth:`Codec.encode` (zeros past each item's frames).
+        """
+        audio = _check_audio(audio, self.sample_rate)
+        return runtime.vae_encode(self.module, self.inference_variables, audio, key,
+                                  _check_lengths(lengths, audio.shape, "lengths"))
+
+    def decode(self, z: Any, frame_lengths: Any = None) -> jax.Array:
+        """``z [B, D, frames]`` -> ``audio [B, 1, hop * frames]``; ``frame_lengths [B]``: a ragged
+        batch, as :meth:`Codec.decode`."""
         shape = np.shape(z)
         if len(shape) != 3 or shape[1] != self.config.latent_dim or shape[2] == 0:
             raise UsageError(f"z must be [batch, {self.config.latent_dim}, frames] with frames > 0; got shape {shape}")
-        return runtime.vae_decode(self.module, self.inference_variables, jnp.asarray(z, jnp.float32))
+        return runtime.vae_decode(self.module, self.inference_variables, jnp.asarray(z, jnp.float32),
+                                  _check_lengths(frame_lengths, shape, "frame_lengths"))
 
     def __call__(self, audio: Any, key: Optional[jax.Array] = None) -> VAEOutput:
         """Encode and decode (the original's ``forward``): audio cropped to the input length, and the KL term."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import os
+from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 import jax
@@ -36,21 +38,114 @@ from dac_jax.nn.winograd import POINTS as WINOGRAD_POINTS
 trace_counts: collections.Counter = collections.Counter()
 
 
+# -- compilation cache ---------------------------------------------------------------------------------
+
+#: where :func:`use_compilation_cache` keeps compiled programs unless told otherwise
+COMPILATION_CACHE_ENV = "DAC_JAX_COMPILATION_CACHE"
+
+
+def use_compilation_cache(folder: Optional[str] = None) -> Optional[Path]:
+    """Turn on JAX's persistent compilation cache, so that a second run (or another process on the
+    same machine) loads compiled programs instead of compiling them again (seconds each on a CPU).
+
+    The folder is ``folder``, else ``$DAC_JAX_COMPILATION_CACHE``, else ``~/.cache/dac_jax/xla``;
+    ``DAC_JAX_COMPILATION_CACHE=0`` (or ``off``) turns it off. Returns the folder, or ``None`` when off.
+    """
+    setting = folder if folder is not None else os.environ.get(COMPILATION_CACHE_ENV, "")
+    if setting.strip().lower() in ("0", "off", "false", "no"):
+        return None
+    path = Path(setting).expanduser() if setting else Path.home() / ".cache" / "dac_jax" / "xla"
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
+# -- many hosts ------------------------------------------------------------------------------------------
+
+
+def initialize_distributed(
+    coordinator_address: Optional[str] = None, num_processes: Optional[int] = None, process_id: Optional[int] = None,
+) -> None:
+    """Join a multi-process JAX job (``jax.distributed.initialize``): with all three arguments, or
+    with none (the cluster's auto-detection: SLURM, Open MPI, TPU pods, ...). CPU processes talk
+    through gloo. :class:`UsageError` for a partial set, or a process id out of range."""
+    given = [v is not None for v in (coordinator_address, num_processes, process_id)]
+    if any(given) and not all(given):
+        raise UsageError("--coordinator_address, --num_processes and --process_id go together "
+                         "(or give none of them, to let JAX detect the cluster)")
+    if all(given) and not 0 <= process_id < num_processes:
+        raise UsageError(f"--process_id must be in 0..{num_processes - 1}; got {process_id}")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if all(given):
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    else:
+        jax.distributed.initialize()
+
+
+# -- ragged batches ----------------------------------------------------------------------------------
+#
+# ``lengths [B]`` (samples) on the way in, ``frame_lengths [B]`` on the way out: item b is that long,
+# right-padded to the batch's length, and gets what it gets alone. The layers mask their padding
+# (dac_jax.nn.layers.Layer); here the input is zeroed past each item's end and the outputs past
+# each item's own length, so that what lies there is zeros, never another item's numbers.
+
+
+def _ragged_input(module: Autoencoder, audio: jax.Array, lengths: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``audio [B, 1, T]`` zeroed past ``lengths`` and right-padded to whole frames, and each item's
+    length in whole frames' samples (what padded-mode encoding of the item alone runs on)."""
+    lengths = jnp.asarray(lengths, jnp.int32)
+    valid = jnp.arange(audio.shape[-1])[None, None, :] < lengths[:, None, None]
+    hop = module.config.hop_length
+    return module.preprocess(jnp.where(valid, audio, 0.0)), -(-lengths // hop) * hop
+
+
+def _zero_past(x: jax.Array, lengths: jax.Array) -> jax.Array:
+    """``x [B, C, T]`` with ``t >= lengths[b]`` set to zero."""
+    return jnp.where(jnp.arange(x.shape[-1])[None, None, :] < lengths[:, None, None], x, jnp.zeros((), x.dtype))
+
+
+def frame_lengths(module: Autoencoder, lengths: Any) -> Any:
+    """Latent frames of each item of ``lengths`` samples (``ceil(length / hop)``; numpy or jax)."""
+    return -(-lengths // module.config.hop_length)
+
+
 # -- DAC ----------------------------------------------------------------------------------------------
 
 
 @functools.partial(jax.jit, static_argnames=("module", "n_quantizers"))
-def encode(module: DAC, variables, audio: jax.Array, n_quantizers: Optional[int] = None) -> EncodeOutput:
-    """``audio [B, 1, T]`` -> :class:`EncodeOutput` (``codes [B, n, ceil(T / hop)]`` in padded mode)."""
+def encode(
+    module: DAC, variables, audio: jax.Array, n_quantizers: Optional[int] = None, lengths: Optional[jax.Array] = None,
+) -> EncodeOutput:
+    """``audio [B, 1, T]`` -> :class:`EncodeOutput` (``codes [B, n, ceil(T / hop)]`` in padded mode).
+
+    ``lengths [B]``: a ragged batch; item b's codes are its first ``ceil(lengths[b] / hop)`` frames,
+    equal to encoding it alone, and zeros after them (``z`` and ``latents`` likewise).
+    """
     trace_counts["encode"] += 1
-    return module.apply(variables, audio, n_quantizers, method=lambda m, a, n: m.encode(m.preprocess(a), n))
+    if lengths is None:
+        return module.apply(variables, audio, n_quantizers, method=lambda m, a, n: m.encode(m.preprocess(a), n))
+    audio, padded_lengths = _ragged_input(module, audio, lengths)
+    out = module.apply(variables, audio, n_quantizers, padded_lengths,
+                       method=lambda m, a, n, l: m.encode(a, n, lengths=l))
+    frames = padded_lengths // module.config.hop_length
+    return out.replace(
+        z=_zero_past(out.z, frames), codes=_zero_past(out.codes, frames), latents=_zero_past(out.latents, frames)
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("module",))
-def decode(module: DAC, variables, codes: jax.Array) -> jax.Array:
-    """``codes [B, n, frames]`` -> ``audio [B, 1, decoder_samples(frames)]``."""
+def decode(module: DAC, variables, codes: jax.Array, frame_lengths: Optional[jax.Array] = None) -> jax.Array:
+    """``codes [B, n, frames]`` -> ``audio [B, 1, decoder_samples(frames)]``.
+
+    ``frame_lengths [B]``: a ragged batch; item b's audio is its first
+    ``decoder_samples(frame_lengths[b])`` samples, equal to decoding it alone, and zeros after them.
+    """
     trace_counts["decode"] += 1
-    return module.apply(variables, codes, method=DAC.decode_codes)
+    if frame_lengths is None:
+        return module.apply(variables, codes, method=DAC.decode_codes)
+    frame_lengths = jnp.asarray(frame_lengths, jnp.int32)
+    audio = module.apply(variables, codes, frame_lengths, method=DAC.decode_codes)
+    return _zero_past(audio, module.decoder_samples(frame_lengths))
 
 
 @functools.partial(jax.jit, static_argnames=("module", "n_quantizers"))
@@ -64,19 +159,35 @@ def forward(module: DAC, variables, audio: jax.Array, n_quantizers: Optional[int
 
 
 @functools.partial(jax.jit, static_argnames=("module",))
-def vae_encode(module: DACVAE, variables, audio: jax.Array, key: Optional[jax.Array] = None) -> VAELatents:
-    """``audio [B, 1, T]`` -> ``(z, m, logs)``, each ``[B, D, ceil(T / hop)]``; ``z = m`` without a key."""
+def vae_encode(
+    module: DACVAE, variables, audio: jax.Array, key: Optional[jax.Array] = None, lengths: Optional[jax.Array] = None,
+) -> VAELatents:
+    """``audio [B, 1, T]`` -> ``(z, m, logs)``, each ``[B, D, ceil(T / hop)]``; ``z = m`` without a key.
+
+    ``lengths [B]``: a ragged batch, as :func:`encode` (zeros past each item's frames).
+    """
     trace_counts["vae_encode"] += 1
-    return module.apply(
-        variables, audio, key, key is None, method=lambda m, a, k, det: m.encode(m.preprocess(a), k, det)
-    )
+    if lengths is None:
+        return module.apply(
+            variables, audio, key, key is None, method=lambda m, a, k, det: m.encode(m.preprocess(a), k, det)
+        )
+    audio, padded_lengths = _ragged_input(module, audio, lengths)
+    out = module.apply(variables, audio, key, key is None, padded_lengths,
+                       method=lambda m, a, k, det, l: m.encode(a, k, det, lengths=l))
+    frames = padded_lengths // module.config.hop_length
+    return VAELatents(*(_zero_past(x, frames) for x in out))
 
 
 @functools.partial(jax.jit, static_argnames=("module",))
-def vae_decode(module: DACVAE, variables, z: jax.Array) -> jax.Array:
-    """``z [B, D, frames]`` -> ``audio [B, 1, hop * frames]``."""
+def vae_decode(module: DACVAE, variables, z: jax.Array, frame_lengths: Optional[jax.Array] = None) -> jax.Array:
+    """``z [B, D, frames]`` -> ``audio [B, 1, hop * frames]``; ``frame_lengths [B]``: a ragged batch,
+    as :func:`decode`."""
     trace_counts["vae_decode"] += 1
-    return module.apply(variables, z, method=DACVAE.decode)
+    if frame_lengths is None:
+        return module.apply(variables, z, method=DACVAE.decode)
+    frame_lengths = jnp.asarray(frame_lengths, jnp.int32)
+    audio = module.apply(variables, z, frame_lengths, method=DACVAE.decode)
+    return _zero_past(audio, module.decoder_samples(frame_lengths))
 
 
 @functools.partial(jax.jit, static_argnames=("module",))
@@ -180,14 +291,20 @@ class Model:
 
     # -- the bottleneck, per frame ----------------------------------------------------------------------
 
-    def encode_frames(self, audio: np.ndarray) -> jax.Array:
+    def encode_frames(self, audio: np.ndarray, lengths: Optional[np.ndarray] = None) -> jax.Array:
         """``audio [B, 1, T]`` -> ``[B, F, ceil(T / hop)]``, one column per latent frame (padded mode;
-        a device array: the caller decides when to wait for it)."""
+        a device array: the caller decides when to wait for it). ``lengths [B]``: a ragged batch
+        (see :func:`encode`)."""
         raise NotImplementedError
 
-    def decode_frames(self, frames: np.ndarray) -> jax.Array:
-        """``[B, F', frames]`` -> ``audio [B, decoder_samples(frames)]`` (padded mode)."""
+    def decode_frames(self, frames: np.ndarray, frame_lengths: Optional[np.ndarray] = None) -> jax.Array:
+        """``[B, F', frames]`` -> ``audio [B, decoder_samples(frames)]`` (padded mode);
+        ``frame_lengths [B]``: a ragged batch (see :func:`decode`)."""
         raise NotImplementedError
+
+    def frame_lengths(self, lengths: Any) -> Any:
+        """Latent frames of items of ``lengths`` samples: ``ceil(length / hop)``."""
+        return frame_lengths(self.module, lengths)
 
 
 class DACModel(Model):
@@ -210,13 +327,16 @@ class DACModel(Model):
     def output_length(self, length: int) -> int:
         return self.module.output_length(length)
 
-    def encode_frames(self, audio: np.ndarray, n_quantizers: Optional[int] = None, padded: bool = True) -> jax.Array:
+    def encode_frames(
+        self, audio: np.ndarray, n_quantizers: Optional[int] = None, padded: bool = True,
+        lengths: Optional[np.ndarray] = None,
+    ) -> jax.Array:
         module = self.module if padded else self.unpadded_module
-        return encode(module, self.inference_variables, audio, n_quantizers).codes
+        return encode(module, self.inference_variables, audio, n_quantizers, lengths).codes
 
-    def decode_frames(self, codes: np.ndarray, padded: bool = True) -> jax.Array:
+    def decode_frames(self, codes: np.ndarray, padded: bool = True, frame_lengths: Optional[np.ndarray] = None) -> jax.Array:
         module = self.module if padded else self.unpadded_module
-        return decode(module, self.inference_variables, codes)[:, 0]
+        return decode(module, self.inference_variables, codes, frame_lengths)[:, 0]
 
 
 class VAEModel(Model):
@@ -233,15 +353,16 @@ class VAEModel(Model):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
-    def encode_frames(self, audio: np.ndarray) -> jax.Array:
-        latents = vae_encode(self.module, self.inference_variables, audio, None)
+    def encode_frames(self, audio: np.ndarray, lengths: Optional[np.ndarray] = None) -> jax.Array:
+        latents = vae_encode(self.module, self.inference_variables, audio, None, lengths)
         return jnp.concatenate([latents.m, latents.logs], axis=1)
 
-    def decode_frames(self, z: np.ndarray) -> jax.Array:
-        return vae_decode(self.module, self.inference_variables, z)[:, 0]
+    def decode_frames(self, z: np.ndarray, frame_lengths: Optional[np.ndarray] = None) -> jax.Array:
+        return vae_decode(self.module, self.inference_variables, z, frame_lengths)[:, 0]
 
 
 __all__ = [
-    "DACModel", "Model", "VAEModel", "decode", "encode", "forward", "trace_counts", "vae_decode", "vae_encode",
+    "DACModel", "Model", "VAEModel", "decode", "encode", "forward", "frame_lengths", "trace_counts",
+    "initialize_distributed", "use_compilation_cache", "vae_decode", "vae_encode",
     "vae_forward",
 ]

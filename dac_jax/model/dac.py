@@ -195,14 +195,19 @@ class DAC(Autoencoder):
 
     def encode(
         self, audio: jax.Array, n_quantizers: Optional[int] = None, train: bool = False,
-        codebook_counts: Optional[jax.Array] = None,
+        codebook_counts: Optional[jax.Array] = None, lengths: Optional[jax.Array] = None,
     ) -> EncodeOutput:
         """``audio [B, 1, T]`` (T a multiple of the hop in padded mode) -> codes and latents.
 
         ``train`` applies quantizer dropout: ``codebook_counts [B]`` (codebooks kept per item) or,
         without it, a draw from the ``"dropout"`` RNG stream (see ``ResidualVectorQuantize``).
+        ``lengths [B]`` (multiples of the hop, zeros beyond): a ragged batch, each item encoded as
+        if alone (see :class:`~dac_jax.nn.layers.Layer`); its frames beyond ``lengths / hop`` are
+        meaningless, and the losses are not masked.
         """
-        z = self.encoder(to_channels_last(audio))
+        z = self.encoder(to_channels_last(audio), lengths)
+        if lengths is not None:
+            z, _ = z
         q = self.quantizer(z, n_quantizers, train, codebook_counts)
         return EncodeOutput(
             z=to_channels_first(q.z),
@@ -212,9 +217,11 @@ class DAC(Autoencoder):
             codebook_loss=q.codebook_loss,
         )
 
-    def decode(self, z: jax.Array) -> jax.Array:
-        """``z [B, D, frames]`` -> ``audio [B, 1, samples]``."""
-        return to_channels_first(self.decoder(to_channels_last(z)))
+    def decode(self, z: jax.Array, frame_lengths: Optional[jax.Array] = None) -> jax.Array:
+        """``z [B, D, frames]`` -> ``audio [B, 1, samples]``; ``frame_lengths [B]``: a ragged batch
+        (each item decoded as if alone; its samples beyond ``decoder_samples`` of them are meaningless)."""
+        audio = self.decoder(to_channels_last(z), frame_lengths)
+        return to_channels_first(audio if frame_lengths is None else audio[0])
 
     def from_codes(self, codes: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``codes [B, N, frames]`` -> ``(z [B, D, frames], z_p [B, N * d, frames])``."""
@@ -226,9 +233,9 @@ class DAC(Autoencoder):
         z, z_p, codes = self.quantizer.from_latents(to_channels_last(latents))
         return to_channels_first(z), to_channels_first(z_p), codes
 
-    def decode_codes(self, codes: jax.Array) -> jax.Array:
-        """``codes [B, N, frames]`` -> ``audio [B, 1, samples]``."""
-        return self.decode(self.from_codes(codes)[0])
+    def decode_codes(self, codes: jax.Array, frame_lengths: Optional[jax.Array] = None) -> jax.Array:
+        """``codes [B, N, frames]`` -> ``audio [B, 1, samples]`` (``frame_lengths``: see :meth:`decode`)."""
+        return self.decode(self.from_codes(codes)[0], frame_lengths)
 
     def __call__(
         self, audio: jax.Array, n_quantizers: Optional[int] = None, train: bool = False,

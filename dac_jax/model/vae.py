@@ -69,17 +69,23 @@ class DACVAE(Autoencoder):
         # en_conv_post / de_conv_pre at the top of the tree, as in the original's state dict
         nn.share_scope(self, self.bottleneck)
 
-    def encode(self, audio: jax.Array, key: Optional[jax.Array] = None, deterministic: bool = False) -> VAELatents:
+    def encode(
+        self, audio: jax.Array, key: Optional[jax.Array] = None, deterministic: bool = False,
+        lengths: Optional[jax.Array] = None,
+    ) -> VAELatents:
         """``audio [B, 1, T]`` (T a multiple of the hop in padded mode) -> ``(z, m, logs)``.
 
         ``key`` draws the noise of ``z = m + noise * exp(logs)``; it is required unless
         ``deterministic``, which returns ``z = m``. A typed key array of shape ``[B]`` (one key per
         item) draws each item's noise ``[D, frames]`` from its own key, so an item's latent does not
-        depend on the batch it is in (the trainer's per-item keys).
+        depend on the batch it is in (the trainer's per-item keys). ``lengths [B]``: a ragged batch,
+        as :meth:`dac_jax.model.dac.DAC.encode`.
         """
         if not deterministic and key is None:
             raise ValueError("sampling z needs a key (jax.random.key); pass deterministic=True for z = m")
-        x = self.encoder(to_channels_last(audio))
+        x = self.encoder(to_channels_last(audio), lengths)
+        if lengths is not None:
+            x, _ = x
         noise = None
         if not deterministic:
             batch, frames, dim = x.shape
@@ -91,9 +97,11 @@ class DACVAE(Autoencoder):
         z, m, logs = self.bottleneck.encode(x, noise)
         return VAELatents(to_channels_first(z), to_channels_first(m), to_channels_first(logs))
 
-    def decode(self, z: jax.Array) -> jax.Array:
-        """``z [B, D, frames]`` -> ``audio [B, 1, samples]`` (``hop_length * frames`` in padded mode)."""
-        return to_channels_first(self.decoder(self.bottleneck.decode(to_channels_last(z))))
+    def decode(self, z: jax.Array, frame_lengths: Optional[jax.Array] = None) -> jax.Array:
+        """``z [B, D, frames]`` -> ``audio [B, 1, samples]`` (``hop_length * frames`` in padded mode);
+        ``frame_lengths [B]``: a ragged batch, as :meth:`dac_jax.model.dac.DAC.decode`."""
+        audio = self.decoder(self.bottleneck.decode(to_channels_last(z)), frame_lengths)
+        return to_channels_first(audio if frame_lengths is None else audio[0])
 
     def __call__(self, audio: jax.Array, key: Optional[jax.Array] = None, deterministic: bool = False) -> VAEOutput:
         """Encode and decode ``audio [B, 1, T]`` (the original's ``forward``); the output is cropped

@@ -12,12 +12,13 @@ child ``0`` as in its state dicts (:class:`~dac_jax.nn.layers.LeakyWNConv1d`); a
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import flax.linen as nn
 import jax
 
 from dac_jax.nn.geometry import ConvGeometry
-from dac_jax.nn.layers import Layer, Sequential, Snake, WNConv1d, conv_layer
+from dac_jax.nn.layers import Layer, Sequential, Snake, WNConv1d, conv_layer, pointwise
 
 DILATIONS = (1, 3, 9)
 
@@ -46,12 +47,14 @@ class ResidualUnit(Sequential):
         ]
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = self.run_layers(x)
+    def __call__(self, x: jax.Array, lengths: Optional[jax.Array] = None) -> jax.Array:
+        y = self.run_layers(x, lengths)
+        if lengths is not None:  # padded mode: lengths do not change
+            y, lengths = y
         crop = (x.shape[1] - y.shape[1]) // 2
         if crop > 0:
             x = x[:, crop:-crop]
-        return x + y
+        return pointwise(x + y, lengths)
 
 
 def strided_geometry(stride: int, transposed: bool, output_padding: int = 0) -> ConvGeometry:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -188,8 +188,27 @@ def _numpy_weight_norm_params(
 # --------------------------------------------------------------------------------------------
 
 
+def pointwise(y: jax.Array, lengths: Optional[jax.Array]):
+    """A pointwise layer's return: ``y``, or ``(y, lengths)`` in a ragged batch (see :class:`Layer`)."""
+    return y if lengths is None else (y, lengths)
+
+
+def mask_time(x: jax.Array, lengths: jax.Array) -> jax.Array:
+    """``x [B, T, C]`` with every time step ``t >= lengths[b]`` of item ``b`` set to zero."""
+    valid = jnp.arange(x.shape[1])[None, :, None] < lengths[:, None, None]
+    return jnp.where(valid, x, jnp.zeros((), x.dtype))
+
+
 class Layer(nn.Module):
-    """A module that can list the convolution geometries on its main path, in order."""
+    """A module that can list the convolution geometries on its main path, in order.
+
+    Ragged batches: a layer called as ``layer(x, lengths)`` treats item ``b`` of ``x [B, T, C]`` as
+    ``lengths[b]`` steps long, right-padded to ``T``, computes for it exactly what it computes for
+    that item alone (padded mode), and returns ``(y, output lengths)``. Only convolutions look past
+    a time step, so only they act on ``lengths``: each zeroes its input beyond them (what its own
+    zero padding shows the item alone) and maps them through its geometry. Pointwise layers pass
+    them on (:func:`pointwise`).
+"""
 
     @nn.nowrap
     def geometries(self) -> tuple[ConvGeometry, ...]:
@@ -211,15 +230,22 @@ class Sequential(Layer):
         return tuple(g for layer in self.layers() for g in layer.geometries())
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.run_layers(x)
+    def __call__(self, x: jax.Array, lengths: Optional[jax.Array] = None) -> jax.Array:
+        return self.run_layers(x, lengths)
 
     @nn.nowrap
-    def run_layers(self, x: jax.Array) -> jax.Array:
-        """Build and apply ``layers()`` in order; call only from a compact method."""
+    def run_layers(self, x: jax.Array, lengths: Optional[jax.Array] = None) -> jax.Array:
+        """Build and apply ``layers()`` in order; call only from a compact method.
+
+        With ``lengths [B]`` (a ragged batch, see :class:`Layer`) each layer gets its input's valid
+        lengths and gives the next layer's, and the result is ``(x, lengths)``.
+        """
         for layer in self.layers():
-            x = layer(x)
-        return x
+            if lengths is None:
+                x = layer(x)
+            else:
+                x, lengths = layer(x, lengths)
+        return pointwise(x, lengths)
 
 
 class WNConv1d(Layer):
@@ -257,7 +283,16 @@ class WNConv1d(Layer):
         return _numpy_weight_norm_params(rng, *self._shapes(), self.zero_bias)
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, lengths: Optional[jax.Array] = None) -> jax.Array:
+        if lengths is not None:
+            if not self.padded:
+                raise ValueError("ragged batches (lengths) run in padded mode only")
+            y = self.convolve(mask_time(x, lengths))
+            return y, self.geometry.output_length(lengths, padded=True)
+        return self.convolve(x)
+
+    @nn.nowrap
+    def convolve(self, x: jax.Array) -> jax.Array:
         if self.has_variable(FOLDED, "winograd_kernel"):  # opt-in, see dac_jax.nn.winograd
             from dac_jax.nn import winograd
 
@@ -287,9 +322,9 @@ class Snake(Layer):
     channels: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, lengths: Optional[jax.Array] = None) -> jax.Array:
         alpha = self.param("alpha", nn.initializers.ones, (1, self.channels, 1))
-        return snake(x, alpha.reshape(1, 1, self.channels))
+        return pointwise(snake(x, alpha.reshape(1, 1, self.channels)), lengths)
 
     @nn.nowrap
     def numpy_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -298,16 +333,16 @@ class Snake(Layer):
 
 class Tanh(Layer):
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return jnp.tanh(x)
+    def __call__(self, x: jax.Array, lengths: Optional[jax.Array] = None) -> jax.Array:
+        return pointwise(jnp.tanh(x), lengths)
 
 
 class LeakyReLU(Layer):
     negative_slope: float = 0.01
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.leaky_relu(x, self.negative_slope)
+    def __call__(self, x: jax.Array, lengths: Optional[jax.Array] = None) -> jax.Array:
+        return pointwise(nn.leaky_relu(x, self.negative_slope), lengths)
 
 
 class LeakyWNConv1d(Sequential):

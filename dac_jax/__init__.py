@@ -4,7 +4,9 @@
 on demand.
 """
 
+from dac_jax import tokens
 from dac_jax.api import Codec, VAECodec, init_model, init_vae, load, load_model, load_vae
+from dac_jax.codec.tokenize import TokenizeSummary, detokenize, tokenize
 from dac_jax.codec.dacfile import DACFile
 from dac_jax.codec.latentfile import LatentFile
 from dac_jax.errors import (
@@ -46,7 +48,9 @@ __all__ = [
     "VAELatents",
     "VAEOutput",
     "VAE_PRESETS",
+    "TokenizeSummary",
     "WeightsError",
+    "detokenize",
     "get_config",
     "get_vae_config",
     "init_model",
@@ -54,4 +58,6 @@ __all__ = [
     "load",
     "load_model",
     "load_vae",
+    "tokenize",
+    "tokens",
 ]

@@ -31,7 +31,7 @@ from dac_jax.codec import chunked
 from dac_jax.codec.dacfile import DACFile, load as load_dacfile, validate_for_model
 from dac_jax.codec.plan import covering_frames, faithful_plan
 from dac_jax.codec.signal import (
-    CodecFiles, DecodedAudio, PathLike, check_common, check_finite, open_source, prepare, restore_loudness,
+    CodecFiles, DecodedAudio, Items, PathLike, check_common, check_finite, open_source, prepare, restore_loudness,
     to_original,
 )
 from dac_jax.errors import UsageError
@@ -74,6 +74,16 @@ def check_options(
         )
 
 
+def prepare_items(codec: DACModel, source: Union[PathLike, np.ndarray], sample_rate: Optional[int] = None,
+                  normalize_db: Optional[float] = -16.0) -> Items:
+    """The original's signal path up to the encoder: resample, measure and normalise loudness, limit
+    peaks to 1; every channel an item."""
+    x, sample_rate, original_length, input_db = prepare(source, sample_rate, codec.sample_rate, normalize_db)
+    nb, nac, _ = x.shape
+    _limit_peaks(x)
+    return Items(x.reshape(nb * nac, -1), sample_rate, original_length, input_db, nac)
+
+
 def compress(
     codec: DACModel, source: Union[PathLike, np.ndarray], sample_rate: Optional[int] = None, win_duration: float = 5.0,
     n_quantizers: Optional[int] = None, normalize_db: Optional[float] = -16.0, mode: str = DEFAULT_MODE,
@@ -85,10 +95,10 @@ def compress(
     ``sample_rate`` (default: the model's). ``batch_size`` windows run per compiled call.
     """
     check_options(codec, win_duration, batch_size, normalize_db, n_quantizers=n_quantizers, mode=mode)
-    x, sample_rate, original_length, input_db = prepare(source, sample_rate, codec.sample_rate, normalize_db)
-    nb, nac, _ = x.shape
-    _limit_peaks(x)
-    items = x.reshape(nb * nac, -1)
+    signal = prepare_items(codec, source, sample_rate, normalize_db)
+    items, sample_rate, original_length = signal.items, signal.sample_rate, signal.original_length
+    input_db, nac = signal.input_db, signal.channels
+    del signal
 
     if mode == "independent":
         # one frame per hop, plus a padding frame where the original's decompress would otherwise
@@ -145,5 +155,5 @@ def decompress(codec: DACModel, source: Union[PathLike, DACFile], win_duration: 
 
 FILES = CodecFiles(
     name="DAC", suffix=".dac", normalize_db=-16.0, options=("n_quantizers", "mode"), check=check_options,
-    encode=compress, decode=decompress,
+    encode=compress, decode=decompress, prepare=prepare_items,
 )

@@ -25,7 +25,7 @@ from dac_jax import options
 from dac_jax.codec import chunked
 from dac_jax.codec.latentfile import LatentFile, load as load_latentfile
 from dac_jax.codec.signal import (
-    CodecFiles, DecodedAudio, PathLike, check_common, check_finite, open_source, prepare, restore_loudness,
+    CodecFiles, DecodedAudio, Items, PathLike, check_common, check_finite, open_source, prepare, restore_loudness,
     to_original,
 )
 from dac_jax.errors import FileFormatError, UsageError
@@ -57,6 +57,16 @@ def check_options(
         raise UsageError(f"{flag}mode {mode} is the original DAC's chunking; DAC-VAE runs window-independent only")
 
 
+def prepare_items(vae: VAEModel, source: Union[PathLike, np.ndarray], sample_rate: Optional[int] = None,
+                  normalize_db: Optional[float] = None) -> Items:
+    """The signal path up to the encoder: resample, measure (and, if asked, normalise) loudness,
+    clamp to [-1, 1]; every channel an item."""
+    x, sample_rate, original_length, input_db = prepare(source, sample_rate, vae.sample_rate, normalize_db)
+    nb, nac, _ = x.shape
+    _clamp(x)
+    return Items(x.reshape(nb * nac, -1), sample_rate, original_length, input_db, nac)
+
+
 def encode(
     vae: VAEModel,
     source: Union[PathLike, np.ndarray],
@@ -74,10 +84,10 @@ def encode(
     case ``z = mu + noise * exp(logs)`` with ``noise = jax.random.normal(jax.random.key(seed), mu.shape)``.
     """
     check_options(vae, win_duration, batch_size, normalize_db, seed=seed)
-    x, sample_rate, original_length, input_db = prepare(source, sample_rate, vae.sample_rate, normalize_db)
-    nb, nac, _ = x.shape
-    _clamp(x)
-    items = x.reshape(nb * nac, -1)
+    signal = prepare_items(vae, source, sample_rate, normalize_db)
+    items, sample_rate, original_length = signal.items, signal.sample_rate, signal.original_length
+    input_db, nac = signal.input_db, signal.channels
+    del signal
 
     mu, logs = chunked.encode_latents(vae, items, win_duration, batch_size, progress)
     if seed is None:
@@ -129,7 +139,7 @@ def decode(vae: VAEModel, source: Union[PathLike, LatentFile], win_duration: flo
 
 FILES = CodecFiles(
     name="DAC-VAE", suffix=".npz", normalize_db=None, options=("seed",), check=check_options,
-    encode=encode, decode=decode,
+    encode=encode, decode=decode, prepare=prepare_items,
 )
 
-__all__ = ["FILES", "LatentFile", "check_fits", "check_options", "decode", "encode"]
+__all__ = ["FILES", "LatentFile", "check_fits", "check_options", "decode", "encode", "prepare_items"]

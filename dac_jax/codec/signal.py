@@ -43,6 +43,18 @@ class CodecFiles:
     check: Callable[..., None]
     encode: Callable[..., Any]
     decode: Callable[..., "DecodedAudio"]
+    prepare: Callable[..., "Items"]  # (model, source, sample_rate, normalize_db) -> what encode codes
+
+
+@dataclasses.dataclass
+class Items:
+    """A signal ready for a codec's encoder: every channel of every signal as one item."""
+
+    items: np.ndarray  # float32 [batch * channels, T] at the model's rate, conditioned for the codec
+    sample_rate: int  # the input's own rate
+    original_length: int  # its length, at its own rate
+    input_db: np.ndarray  # float32 [batch]: each signal's loudness before normalisation
+    channels: int
 
 
 def open_source(source: Any, load: Callable[[PathLike], Any], what: str) -> tuple[Any, str]:

@@ -12,7 +12,8 @@ import argparse
 from dac_jax import options
 from dac_jax.cli.common import DAC_TYPES, VAE_TYPES, integer, load_from_flags, model_kind, normalize_db, option
 from dac_jax.codec import batch
-from dac_jax.codec.tokenize import DTYPES, detokenize, tokenize
+from dac_jax.codec.tokenize import DTYPES, check_options, detokenize, discover, tokenize
+from dac_jax.errors import UsageError
 from dac_jax.runtime import initialize_distributed, use_compilation_cache
 
 
@@ -24,8 +25,13 @@ def _tokenize(args) -> int:
     distributed = [args.coordinator_address, args.num_processes, args.process_id]
     if args.distributed or any(v is not None for v in distributed):
         initialize_distributed(*distributed)
-    files = batch.FILES[model_kind(args.weights_path, args.model_type)]
-    files.check(None, args.win_duration, args.batch_size, n_quantizers=args.n_quantizers, flag="--")
+    kind = model_kind(args.weights_path, args.model_type)
+    dtype = "float16" if args.float16 else "float32"
+    batch.FILES[kind].check(None, args.win_duration, args.batch_size, n_quantizers=args.n_quantizers, flag="--")
+    check_options(kind, args.with_logs, dtype, args.files_per_shard, args.workers, args.min_duration, flag="--")
+    jobs, failed = discover(args.input, args.output)  # before the model loads: bad inputs fail fast
+    if not jobs:
+        raise UsageError("no audio files found under the inputs" + (f": {failed[0][1]}" if failed else ""))
     if not args.no_compilation_cache:
         use_compilation_cache()
     model = _model(args)
@@ -33,7 +39,7 @@ def _tokenize(args) -> int:
     summary = tokenize(
         model, args.input, args.output, n_quantizers=args.n_quantizers, win_duration=args.win_duration,
         batch_size=args.batch_size, normalize_db=target, with_logs=args.with_logs,
-        dtype="float16" if args.float16 else "float32", files_per_shard=args.files_per_shard,
+        dtype=dtype, files_per_shard=args.files_per_shard,
         min_duration=args.min_duration, workers=args.workers, model_id=args.weights_path or args.model_type,
         progress=not args.quiet,
     )
@@ -65,8 +71,8 @@ def add_commands(sub) -> None:
     p.add_argument("input", nargs="+", help="audio files or folders (walked recursively; relative paths kept)")
     p.add_argument("--output", required=True, help="folder for the shards, manifest.json and failures.tsv")
     _model_flags(p)
-    p.add_argument("--batch_size", type=option(options.batch_size, integer), default=16,
-                   help="windows per compiled call, split over the local devices")
+    p.add_argument("--batch_size", type=option(options.batch_size, integer), default=8,
+                   help="full windows per compiled call (2x as many half, 4x quarter windows), split over the local devices")
     p.add_argument("--n_quantizers", type=option(lambda n: options.integer("n_quantizers", n, 1), integer),
                    default=None, help="DAC: codebooks to keep (default: all)")
     p.add_argument("--normalize_db", type=normalize_db, default=None,

@@ -11,9 +11,11 @@ The pipeline, per process::
 
 A file's codes equal ``codec.compress(file)``'s in window-independent mode (the same signal path:
 :attr:`CodecFiles.prepare`; the same windows): an item no longer than one window is one slot whose
-length the model masks, a longer one is cut into the plan's windows, all of one length. Two slot
-shapes exist (a full window, and a quarter window for short items, four times as many per batch),
-so a corpus compiles at most two programs whatever its lengths.
+length the model masks, a longer one is cut into the plan's windows, all of one length. Three slot
+shapes exist: a full window, and two shorter ones for short items, as many more per batch as they
+are shorter (the same samples per batch), their lengths chosen from the corpus's durations so that
+the least padding is computed (:func:`slot_sizes`). A corpus compiles at most three programs
+whatever its lengths, and a short clip costs about its own length, not a window's.
 
 Nothing lost, nothing twice: files go to processes by a deterministic, duration-balanced
 assignment, and to shards in a fixed order, so a shard's records depend on the inputs and options
@@ -53,7 +55,7 @@ from dac_jax.runtime import Model, trace_counts
 
 DTYPES = ("float32", "float16")
 FAILURES = "failures.tsv"
-SHORT_FRACTION = 4  # the short slot is a quarter window, four times as many per batch
+SLOT_SHAPES = 3  # compiled programs at most: the full window and two shorter slots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +105,9 @@ def discover(inputs: Sequence[str | Path], output: str | Path) -> tuple[list[Job
     for path, relative in found:
         if out in Path(os.path.abspath(path)).parents:
             continue
+        if not path.exists():
+            failed.append((path, f"{path}: no such file or folder"))
+            continue
         source = relative.as_posix()
         if source in by_source:
             raise UsageError(f"{by_source[source]} and {path} both give the source path {source!r}; "
@@ -128,6 +133,29 @@ def assign(jobs: Sequence[Job], process_count: int) -> list[list[Job]]:
         shares[p].append(job)
         heapq.heappush(loads, (load + job.seconds, p))
     return [sorted(share, key=lambda j: j.source) for share in shares]
+
+
+def slot_sizes(windows: Sequence[int], full: int, n: int = SLOT_SHAPES) -> list[int]:
+    """Slot lengths (frames, longest first, ``full`` included) that minimise the frames computed when
+    every item goes to the shortest slot that holds its window (``windows``: each item's, <= full)."""
+    w = np.sort(np.minimum(np.asarray(windows, np.int64), full))
+    candidates = np.unique(np.concatenate([np.quantile(w, np.linspace(0, 1, 65)).astype(np.int64), [full]])) if len(w) else np.array([full])
+    candidates = candidates[(candidates >= 1) & (candidates <= full)]
+    best, best_cost = [full], None
+    below = lambda s: np.searchsorted(w, s, side="right")  # noqa: E731  items whose window fits in s
+    sizes_list = [[full]] + [[full, int(a)] for a in candidates if a < full]
+    if n >= 3:
+        sizes_list += [[full, int(a), int(b)] for a in candidates for b in candidates if b < a < full]
+    for sizes in sizes_list:
+        cost, done = 0, 0
+        for size in sorted(sizes):
+            fit = below(size)
+            cost += (fit - done) * size
+            done = fit
+        cost += (len(w) - done) * full
+        if best_cost is None or cost < best_cost:
+            best, best_cost = sizes, cost
+    return sorted(set(best), reverse=True)
 
 
 # -- the device side ---------------------------------------------------------------------------------
@@ -220,6 +248,19 @@ def _fingerprint(header: dict, share: Sequence[Job]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def check_options(kind: str, with_logs: bool = False, dtype: str = "float32", files_per_shard: int = 256,
+                  workers: int = 2, min_duration: float = 0.0, flag: str = "") -> None:
+    """:class:`UsageError` for tokenizer options that no input could satisfy, before any work
+    (the codec's own options are its :attr:`CodecFiles.check`'s)."""
+    options.integer("files_per_shard", files_per_shard, 1)
+    options.integer("workers", workers, 1, 64)
+    options.real("min_duration", min_duration, 0.0, 1e6, " s")
+    if dtype not in DTYPES:
+        raise UsageError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    if kind == "dac" and (with_logs or dtype != "float32"):
+        raise UsageError(f"{flag}with_logs and {flag}float16 apply to DAC-VAE latents; DAC codes are uint16")
+
+
 def tokenize(
     model: Model,
     inputs: Sequence[str | Path],
@@ -227,7 +268,7 @@ def tokenize(
     *,
     n_quantizers: Optional[int] = None,
     win_duration: float = 5.0,
-    batch_size: int = 16,
+    batch_size: int = 8,
     normalize_db: Any = CODEC_DEFAULT,
     with_logs: bool = False,
     dtype: str = "float32",
@@ -256,13 +297,7 @@ def tokenize(
     if normalize_db is CODEC_DEFAULT:
         normalize_db = files.normalize_db
     files.check(model, win_duration, batch_size, normalize_db, n_quantizers=n_quantizers)
-    options.integer("files_per_shard", files_per_shard, 1)
-    options.integer("workers", workers, 1, 64)
-    options.real("min_duration", min_duration, 0.0, 1e6, " s")
-    if dtype not in DTYPES:
-        raise UsageError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    if kind == "dac" and (with_logs or dtype != "float32"):
-        raise UsageError("with_logs and dtype apply to DAC-VAE latents; DAC codes are uint16")
+    check_options(kind, with_logs, dtype, files_per_shard, workers, min_duration)
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     n_local = len(jax.local_devices())
@@ -314,8 +349,9 @@ def tokenize(
     window = chunked.frames_for_window(model, win_duration)
     context = model.encoder_context
     full = window + 2 * context
-    short = max(1, math.ceil(full / SHORT_FRACTION))
-    buckets = [_Bucket(full, batch_size, hop), _Bucket(short, SHORT_FRACTION * batch_size, hop)]
+    estimated = [min(full, math.ceil(j.seconds * model.sample_rate / hop) + 1) for _, _, g in todo for j in g]
+    buckets = [_Bucket(size, max(1, batch_size * full // size // n_local) * n_local, hop)
+               for size in slot_sizes(estimated, full)]
 
     shard_files = {k: len(group) for k, _, group in todo}
     shard_records: dict[int, dict[int, list[bytes]]] = {k: {} for k, _, _ in todo}
@@ -426,7 +462,7 @@ def tokenize(
             for item in f.items:
                 samples = signal.items[item.channel]
                 plan = item.plan
-                bucket = buckets[1] if plan.window <= short else buckets[0]
+                bucket = next(b for b in reversed(buckets) if plan.window <= b.frames)  # the smallest that fits
                 for chunk in range(plan.n_chunks):
                     begin = plan.window_start(chunk) * hop
                     piece = samples[begin : begin + plan.window * hop]

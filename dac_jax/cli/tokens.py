@@ -12,7 +12,7 @@ import argparse
 from dac_jax import options
 from dac_jax.cli.common import DAC_TYPES, VAE_TYPES, integer, load_from_flags, model_kind, normalize_db, option
 from dac_jax.codec import batch
-from dac_jax.codec.tokenize import DTYPES, check_options, detokenize, discover, tokenize
+from dac_jax.codec.tokenize import check_options, detokenize, discover, tokenize
 from dac_jax.errors import UsageError
 from dac_jax.runtime import initialize_distributed, use_compilation_cache
 
@@ -108,4 +108,4 @@ def add_commands(sub) -> None:
     p.set_defaults(func=_detokenize)
 
 
-__all__ = ["DTYPES", "add_commands"]
+__all__ = ["add_commands"]

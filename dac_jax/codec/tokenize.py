@@ -279,7 +279,6 @@ def tokenize(
     process_index: Optional[int] = None,
     process_count: Optional[int] = None,
     progress: bool = True,
-    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> TokenizeSummary:
     """Tokenize every audio file under ``inputs`` into ArrayRecord shards in ``output`` (see the
     module docstring); returns this process's :class:`TokenizeSummary`.

@@ -32,6 +32,7 @@ from dac_jax.model.config import DACConfig, VAEConfig
 from dac_jax.model.dac import DAC, Autoencoder, DACOutput, EncodeOutput
 from dac_jax.model.vae import DACVAE, VAELatents, VAEOutput
 from dac_jax.nn.fold import fold_variables
+from dac_jax.nn.layers import mask_time
 from dac_jax.nn.winograd import POINTS as WINOGRAD_POINTS
 
 #: How many times each entry point was traced (one trace per input shape and static argument).
@@ -94,14 +95,12 @@ def _ragged_input(module: Autoencoder, audio: jax.Array, lengths: jax.Array) -> 
     """``audio [B, 1, T]`` zeroed past ``lengths`` and right-padded to whole frames, and each item's
     length in whole frames' samples (what padded-mode encoding of the item alone runs on)."""
     lengths = jnp.asarray(lengths, jnp.int32)
-    valid = jnp.arange(audio.shape[-1])[None, None, :] < lengths[:, None, None]
-    hop = module.config.hop_length
-    return module.preprocess(jnp.where(valid, audio, 0.0)), -(-lengths // hop) * hop
+    return module.preprocess(mask_time(audio, lengths, axis=2)), frame_lengths(module, lengths) * module.config.hop_length
 
 
 def _zero_past(x: jax.Array, lengths: jax.Array) -> jax.Array:
     """``x [B, C, T]`` with ``t >= lengths[b]`` set to zero."""
-    return jnp.where(jnp.arange(x.shape[-1])[None, None, :] < lengths[:, None, None], x, jnp.zeros((), x.dtype))
+    return mask_time(x, lengths, axis=2)
 
 
 def frame_lengths(module: Autoencoder, lengths: Any) -> Any:

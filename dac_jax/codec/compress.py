@@ -31,8 +31,8 @@ from dac_jax.codec import chunked
 from dac_jax.codec.dacfile import DACFile, load as load_dacfile, validate_for_model
 from dac_jax.codec.plan import covering_frames, faithful_plan
 from dac_jax.codec.signal import (
-    CodecFiles, DecodedAudio, Items, PathLike, check_common, check_finite, open_source, prepare, restore_loudness,
-    to_original,
+    CodecFiles, DecodedAudio, Items, PathLike, check_common, check_finite, open_source, restore_loudness,
+    to_original, prepare_items as signal_items,
 )
 from dac_jax.errors import UsageError
 from dac_jax.runtime import DACModel
@@ -78,10 +78,7 @@ def prepare_items(codec: DACModel, source: Union[PathLike, np.ndarray], sample_r
                   normalize_db: Optional[float] = -16.0) -> Items:
     """The original's signal path up to the encoder: resample, measure and normalise loudness, limit
     peaks to 1; every channel an item."""
-    x, sample_rate, original_length, input_db = prepare(source, sample_rate, codec.sample_rate, normalize_db)
-    nb, nac, _ = x.shape
-    _limit_peaks(x)
-    return Items(x.reshape(nb * nac, -1), sample_rate, original_length, input_db, nac)
+    return signal_items(source, sample_rate, codec.sample_rate, normalize_db, _limit_peaks)
 
 
 def compress(

@@ -25,8 +25,8 @@ from dac_jax import options
 from dac_jax.codec import chunked
 from dac_jax.codec.latentfile import LatentFile, load as load_latentfile
 from dac_jax.codec.signal import (
-    CodecFiles, DecodedAudio, Items, PathLike, check_common, check_finite, open_source, prepare, restore_loudness,
-    to_original,
+    CodecFiles, DecodedAudio, Items, PathLike, check_common, check_finite, open_source, restore_loudness,
+    to_original, prepare_items as signal_items,
 )
 from dac_jax.errors import FileFormatError, UsageError
 from dac_jax.runtime import VAEModel
@@ -61,10 +61,7 @@ def prepare_items(vae: VAEModel, source: Union[PathLike, np.ndarray], sample_rat
                   normalize_db: Optional[float] = None) -> Items:
     """The signal path up to the encoder: resample, measure (and, if asked, normalise) loudness,
     clamp to [-1, 1]; every channel an item."""
-    x, sample_rate, original_length, input_db = prepare(source, sample_rate, vae.sample_rate, normalize_db)
-    nb, nac, _ = x.shape
-    _clamp(x)
-    return Items(x.reshape(nb * nac, -1), sample_rate, original_length, input_db, nac)
+    return signal_items(source, sample_rate, vae.sample_rate, normalize_db, _clamp)
 
 
 def encode(

@@ -152,6 +152,18 @@ def prepare(
     return x, int(sample_rate), int(original_length), input_db
 
 
+def prepare_items(
+    source: Union[PathLike, np.ndarray], sample_rate: Optional[int], model_rate: int, normalize_db: Optional[float],
+    condition: Callable[[np.ndarray], None],
+) -> Items:
+    """:func:`prepare`, then a codec's own in-place ``condition`` (DAC's peak limit, DAC-VAE's
+    clamp), then every channel of every signal as one item: what the codec's encoder codes."""
+    x, sample_rate, original_length, input_db = prepare(source, sample_rate, model_rate, normalize_db)
+    nb, nac, _ = x.shape
+    condition(x)
+    return Items(x.reshape(nb * nac, -1), sample_rate, original_length, input_db, nac)
+
+
 def restore_loudness(audio: np.ndarray, rate: int, target_db: np.ndarray) -> None:
     """Scale each item of ``audio [items, T]`` in place so that it measures ``target_db [items]``."""
     measured = np.asarray(loudness(audio[:, None, :], rate), np.float32).reshape(audio.shape[0])

@@ -193,9 +193,12 @@ def pointwise(y: jax.Array, lengths: Optional[jax.Array]):
     return y if lengths is None else (y, lengths)
 
 
-def mask_time(x: jax.Array, lengths: jax.Array) -> jax.Array:
-    """``x [B, T, C]`` with every time step ``t >= lengths[b]`` of item ``b`` set to zero."""
-    valid = jnp.arange(x.shape[1])[None, :, None] < lengths[:, None, None]
+def mask_time(x: jax.Array, lengths: jax.Array, axis: int = 1) -> jax.Array:
+    """``x`` (``[B, T, C]``; time on another ``axis`` of a 3-D array for channels-first) with every
+    time step ``t >= lengths[b]`` of item ``b`` set to zero."""
+    shape = [1, 1, 1]
+    shape[axis] = x.shape[axis]
+    valid = jnp.arange(x.shape[axis]).reshape(shape) < lengths[:, None, None]
     return jnp.where(valid, x, jnp.zeros((), x.dtype))
 
 
@@ -208,7 +211,7 @@ class Layer(nn.Module):
     a time step, so only they act on ``lengths``: each zeroes its input beyond them (what its own
     zero padding shows the item alone) and maps them through its geometry. Pointwise layers pass
     them on (:func:`pointwise`).
-"""
+    """
 
     @nn.nowrap
     def geometries(self) -> tuple[ConvGeometry, ...]:

@@ -37,6 +37,7 @@ from dac_jax.model.dac import DACOutput, EncodeOutput, init_variables
 from dac_jax.model.vae import VAELatents, VAEOutput, init_vae_variables
 from dac_jax.runtime import DACModel, VAEModel
 from dac_jax.weights.formats import read_weights
+from dac_jax.weights.hf_format import write_hf_folder
 from dac_jax.weights.native import save_native
 from dac_jax.weights.torch_format import write_torch_checkpoint
 from dac_jax.weights.vae import write_vae_checkpoint
@@ -98,6 +99,12 @@ class Codec(_Facade, DACModel):
     """A DAC model with its variables: ``encode`` / ``decode`` on channels-first arrays."""
 
     _export = staticmethod(write_torch_checkpoint)
+
+    def export_hf(self, path: Union[str, Path]) -> Path:
+        """Write a Hugging Face folder (``config.json``, ``model.safetensors``) that
+        ``transformers.DacModel.from_pretrained`` loads; no torch needed. A folder read from that
+        format is written back bit for bit."""
+        return write_hf_folder(path, self.variables, self.config)
 
     # -- validation ----------------------------------------------------------------------------
 
@@ -173,11 +180,14 @@ def load_model(
     tag: str = "latest",
     config: Optional[DACConfig] = None,
 ) -> Codec:
-    """Load a codec from a released-format ``.pth``, a dac-jax checkpoint folder, or a model type.
+    """Load a codec from a released-format ``.pth``, a dac-jax checkpoint folder, a model type, or
+    a Hugging Face DAC (a ``save_pretrained`` folder or a hub id).
 
     A model type (``"44khz"``, ``"24khz"``, ``"16khz"``, ``"44khz-16kbps"``) loads the released
-    weights from the original's cache, downloading them on first use. ``config`` is only needed
-    for a bare state dict without metadata.
+    weights from the original's cache, downloading them on first use. A hub id
+    (``"descript/dac_44khz"``) is read from the Hugging Face cache or downloaded into it (not with
+    ``HF_HUB_OFFLINE=1``); ``tag`` other than ``"latest"`` is its revision. ``config`` is only
+    needed for a bare state dict without metadata.
     """
     return _bind(read_weights(source, "dac", config=config, model_bitrate=model_bitrate, tag=tag))
 

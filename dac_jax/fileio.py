@@ -147,14 +147,19 @@ def _place_new(tmp: Path, target: Path) -> None:
     os.unlink(tmp)
 
 
-def _refusal(target: Path, overwrite: bool, replaceable: Optional[Callable[[Path], bool]], what: str) -> Optional[str]:
+#: what a folder that ``replaceable`` accepts holds, for the refusal message
+NATIVE_FILES = "a dac-jax checkpoint (config.json, params.msgpack)"
+
+
+def _refusal(target: Path, overwrite: bool, replaceable: Optional[Callable[[Path], bool]], what: str,
+             holds: str = NATIVE_FILES) -> Optional[str]:
     """Why :func:`atomic_path` may not write ``target``, or None."""
     if target.is_dir():
         if replaceable is None:
             return f"{target}: is a folder; the {what} must be a file"
         if not replaceable(target):
-            return (f"{target}: the folder exists and holds more than a dac-jax checkpoint (config.json, "
-                    f"params.msgpack); refusing to replace it: choose a new or empty folder")
+            return (f"{target}: the folder exists and holds more than {holds}; "
+                    f"refusing to replace it: choose a new or empty folder")
     elif os.path.lexists(target) and replaceable is not None:
         return f"{target}: is a file; the {what} is a folder"
     if os.path.lexists(target) and not overwrite and not (target.is_dir() and not any(os.scandir(target))):
@@ -163,12 +168,13 @@ def _refusal(target: Path, overwrite: bool, replaceable: Optional[Callable[[Path
 
 
 def check_writable(target: str | Path, *, overwrite: bool = True,
-                   replaceable: Optional[Callable[[Path], bool]] = None, what: str = "output") -> None:
+                   replaceable: Optional[Callable[[Path], bool]] = None, what: str = "output",
+                   holds: str = NATIVE_FILES) -> None:
     """Raise :class:`UsageError` (one line) if :func:`atomic_path` would refuse ``target``: an
     existing file without ``overwrite``, an existing folder that ``replaceable`` does not accept
     (``None``: no folder may be replaced), or a parent that is a file or cannot be created."""
     target = Path(target)
-    reason = _refusal(target, overwrite, replaceable, what)
+    reason = _refusal(target, overwrite, replaceable, what, holds)
     if reason:
         raise UsageError(reason)
     check_folder(target.parent)
@@ -195,18 +201,19 @@ def check_folder(folder: str | Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, overwrite: bool = True,
-                replaceable: Optional[Callable[[Path], bool]] = None) -> Iterator[Path]:
+                replaceable: Optional[Callable[[Path], bool]] = None, holds: str = NATIVE_FILES) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; the block writes a file or a folder there. If the block
     succeeds, the data is synced and renamed to ``path``; if not, it is removed.
 
     Refused with a one-line :class:`UsageError` before anything is written: an existing ``path``
     with ``overwrite=False``, a folder at ``path`` that ``replaceable`` does not accept (``None``: the
-    target is a file), a file where a folder is wanted. A folder is replaced by an atomic exchange.
+    target is a file; ``holds`` says what it accepts), a file where a folder is wanted. A folder is
+    replaced by an atomic exchange.
     A file that appears at ``path`` while the block runs is not replaced with ``overwrite=False``
     (``FileExistsError``).
     """
     path = Path(os.path.abspath(path))
-    reason = _refusal(path, overwrite, replaceable, "output")
+    reason = _refusal(path, overwrite, replaceable, "output", holds)
     if reason:
         raise UsageError(reason)
     try:
@@ -219,7 +226,7 @@ def atomic_path(path: str | Path, *, overwrite: bool = True,
         _fsync_tree(tmp)
         if path.is_dir() and tmp.is_dir():
             if not replaceable(path):  # it changed while we wrote
-                raise UsageError(f"{path}: the folder changed during the write and is no longer only a dac-jax checkpoint")
+                raise UsageError(f"{path}: the folder changed during the write and now holds more than {holds}")
             _exchange(tmp, path)  # tmp now holds the old checkpoint, removed below
         elif overwrite:
             os.replace(tmp, path)

@@ -13,6 +13,7 @@ from dac_jax import options
 from dac_jax.api import load
 from dac_jax.errors import DacJaxError, UsageError, WeightsError
 from dac_jax.runtime import Model
+from dac_jax.weights import hub
 from dac_jax.weights.native import model_of
 
 DAC_TYPES = ("44khz", "24khz", "16khz")
@@ -66,6 +67,11 @@ def load_from_flags(weights_path: str, model_type: str, model_bitrate: str = "8k
     kind = model_kind(weights_path, model_type)
     if weights_path:
         preset = {"default_config": model_type if model_type in VAE_TYPES else None} if kind == "vae" else {}
+        if tag != "latest":  # the revision of a hub id; a file or folder has none
+            if not (hub.is_repo_id(weights_path) and kind == "dac"):
+                raise UsageError(f"--model_tag {tag}: a tag or revision applies to a released model type or a "
+                                 f"Hugging Face hub id, not to {weights_path}")
+            preset = {"tag": tag}
         model = load(weights_path, kind, **preset)
     elif kind == "vae":
         raise WeightsError(

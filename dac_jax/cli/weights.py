@@ -8,7 +8,7 @@ from dac_jax import options
 from dac_jax.cli.common import VAE_TYPES, load_from_flags, option
 from dac_jax.errors import UsageError
 from dac_jax.fileio import check_writable
-from dac_jax.weights import registry
+from dac_jax.weights import hf_format, registry
 from dac_jax.weights.formats import NAMES
 from dac_jax.weights.native import replaceable
 
@@ -46,8 +46,20 @@ def convert(args) -> None:
 
 def export(args) -> None:
     _not_the_input(args)
-    check_writable(args.output, overwrite=args.overwrite, what=".pth file")
+    if args.format == "hf":
+        if args.model_type:
+            raise UsageError("--format hf: transformers has no DAC-VAE model; only a DAC exports to Hugging Face")
+        check_writable(args.output, overwrite=args.overwrite, replaceable=hf_format.replaceable,
+                       what="Hugging Face folder", holds=hf_format.HOLDS)
+    else:
+        check_writable(args.output, overwrite=args.overwrite, what=".pth file")
     model = load_from_flags(args.input, args.model_type)
+    if args.format == "hf":
+        if model.kind != "dac":
+            raise UsageError(f"{args.input}: a {NAMES[model.kind]}; transformers has no such model, only DAC exports to --format hf")
+        model.export_hf(args.output)
+        print(f"Exported {args.input} -> {args.output} (Hugging Face folder, loads with transformers.DacModel.from_pretrained)")
+        return
     model.export_torch(args.output)
     print(f"Exported {args.input} -> {args.output} ({_EXPORTED[model.kind]})")
 
@@ -61,7 +73,8 @@ def add_commands(sub) -> None:
                       help="vae24khz-x2 / vae24khz-x3: the input is a DAC-VAE checkpoint (the preset is used "
                       "for a bare state dict)")
     p = sub.add_parser("convert", help="convert a released-format .pth (or DAC-VAE checkpoint.pt) to a dac-jax checkpoint folder")
-    p.add_argument("input", help="a .pth in the original's format, or DAC-VAE's checkpoint.pt with --model_type")
+    p.add_argument("input", help="a .pth in the original's format, DAC-VAE's checkpoint.pt with --model_type, "
+                   "or a Hugging Face DAC (folder or hub id)")
     p.add_argument("output", help="folder to write (config.json + params.msgpack)")
     p.add_argument("--model_type", **model_type)
     p.add_argument("--verify", action="store_true", help="compare with the original PyTorch DAC on a test signal")
@@ -70,11 +83,15 @@ def add_commands(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dac-jax checkpoint folder")
     p.set_defaults(func=convert)
 
-    p = sub.add_parser("export", help="write a dac-jax checkpoint (or any loadable model) as an original-format .pth")
-    p.add_argument("input", help="a dac-jax checkpoint folder or a .pth")
-    p.add_argument("output", help=".pth file to write (DAC-VAE: its checkpoint.pt format)")
+    p = sub.add_parser("export", help="write a dac-jax checkpoint (or any loadable model) as an original-format "
+                       ".pth, or as a Hugging Face folder")
+    p.add_argument("input", help="a dac-jax checkpoint folder, a .pth, a Hugging Face folder or hub id")
+    p.add_argument("output", help=".pth file to write (DAC-VAE: its checkpoint.pt format); with --format hf, "
+                   "a folder (config.json + model.safetensors)")
     p.add_argument("--model_type", **model_type)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--format", choices=["pth", "hf"], default="pth",
+                   help="pth: the original's file; hf: transformers' DacModel folder (DAC only)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file (or earlier Hugging Face export)")
     p.set_defaults(func=export)
 
     p = sub.add_parser("download", help="download released weights into the original's cache")

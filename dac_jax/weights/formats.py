@@ -7,6 +7,10 @@ dac-jax folder         ``config.json`` + ``params.msgpack``        the same (``"
 the original's file    released ``.pth`` (``state_dict`` +         ``checkpoint.pt`` (``generator`` +
                        ``metadata.kwargs``); a model type          ``config["vae"]``) or a bare
                        (``"44khz"``) downloads one                 state dict with a preset
+Hugging Face           transformers' ``config.json`` +             (none in transformers)
+                       ``model.safetensors``: a folder, or a hub
+                       id (``"descript/dac_44khz"``) from the
+                       hub's cache or downloaded
 =====================  ==========================================  =================================
 
 A folder says which model it holds; a file is read as the model ``kind`` asks for (DAC unless
@@ -21,7 +25,7 @@ from typing import Any, Optional, Union
 
 from dac_jax.errors import UsageError, WeightsError
 from dac_jax.model.config import DACConfig, VAEConfig, VAEConfigLike, get_vae_config
-from dac_jax.weights import native, registry
+from dac_jax.weights import hf_format, hub, native, registry
 from dac_jax.weights.torch_format import read_torch_checkpoint, state_dict_to_variables
 from dac_jax.weights.vae import read_vae_checkpoint, vae_state_dict_to_variables
 
@@ -53,8 +57,9 @@ def read_weights(
     default_config: Optional[VAEConfigLike] = None, model_bitrate: str = "8kbps", tag: str = "latest",
 ) -> Weights:
     """The weights at ``source``: a dac-jax folder (either model), the original's file (a DAC
-    ``.pth``, or DAC-VAE's ``checkpoint.pt`` / bare state dict when ``kind == "vae"``), or a
-    released DAC's model type (downloaded into the original's cache on first use).
+    ``.pth``, or DAC-VAE's ``checkpoint.pt`` / bare state dict when ``kind == "vae"``), a released
+    DAC's model type (downloaded into the original's cache on first use), or a Hugging Face DAC: a
+    folder written by ``save_pretrained`` or a hub id (``tag``, unless ``"latest"``, is its revision).
 
     ``kind`` (``"dac"``, ``"vae"`` or ``None``: whatever the folder holds) is checked against a
     folder's model. ``config`` is needed only for a bare state dict without metadata (DAC-VAE:
@@ -66,6 +71,13 @@ def read_weights(
     path = Path(source)
     if not path.exists() and is_model_type(source) and kind != "vae":
         path = registry.download(str(source), model_bitrate, tag)
+    elif hub.is_repo_id(source) and kind != "vae":
+        path = hub.resolve(str(source), "main" if tag == "latest" else tag)
+    if path.is_dir() and hf_format.is_hf_folder(path):
+        if kind == "vae":
+            raise WeightsError(f"{path}: a Hugging Face DAC, not a DAC-VAE model; load it with dac_jax.load_model")
+        cfg, variables = hf_format.read_hf_folder(path)
+        return Weights("dac", cfg, variables, str(path))
     if path.is_dir():
         cfg, variables, _ = native.load_native(path)
         found = "vae" if isinstance(cfg, VAEConfig) else "dac"

@@ -60,7 +60,7 @@ def expected_parameters(config: DACConfig) -> ParameterMap:
     return parameter_map(DAC(config), jnp.zeros((1, 1, config.hop_length)))
 
 
-def _listing(title: str, items: list[str], limit: int = 20) -> str:
+def listing(title: str, items: list[str], limit: int = 20) -> str:
     shown = "\n    ".join(items[:limit])
     more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
     return f"  {title} ({len(items)}):\n    {shown}{more}"
@@ -88,13 +88,13 @@ def check_keys(
     if missing or extra or wrong or twice:
         parts = [f"{source} does not fit {target}:"]
         if missing:
-            parts.append(_listing("missing keys", missing))
+            parts.append(listing("missing keys", missing))
         if extra:
-            parts.append(_listing("unexpected keys", extra))
+            parts.append(listing("unexpected keys", extra))
         if wrong:
-            parts.append(_listing("mis-shaped keys", wrong))
+            parts.append(listing("mis-shaped keys", wrong))
         if twice:
-            parts.append(_listing("keys given in both weight-norm styles", twice))
+            parts.append(listing("keys given in both weight-norm styles", twice))
         if hint:
             parts.append(hint)
         raise WeightsError("\n".join(parts))

@@ -4,21 +4,36 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Mapping, Union
 
 from dac_jax.errors import UsageError
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 class _Backbone:
     """What DAC's and DAC-VAE's configs share: the encoder/decoder fields' normalisation and checks,
     and the hop and frame rate they imply. Methods only, so each dataclass keeps its field order."""
 
-    def _normalise_backbone(self) -> None:
-        # accept lists from JSON / torch kwargs, keep the dataclass hashable
-        object.__setattr__(self, "encoder_rates", tuple(int(r) for r in self.encoder_rates))
-        object.__setattr__(self, "decoder_rates", tuple(int(r) for r in self.decoder_rates))
+    def _normalise_backbone(self, *counts: str) -> None:
+        """Lists (from JSON / torch kwargs) become tuples, keeping the dataclass hashable; every size,
+        rate and ``counts`` field must be a positive integer (``ValueError`` naming the field)."""
+        for name in ("encoder_rates", "decoder_rates"):
+            rates = getattr(self, name)
+            if isinstance(rates, (str, bytes)) or not hasattr(rates, "__iter__"):
+                raise ValueError(f"{name} must be a list of positive integers, got {rates!r}")
+            object.__setattr__(self, name, tuple(_positive_int(f"{name} entry", r) for r in rates))
+            if not getattr(self, name):
+                raise ValueError(f"{name} must not be empty")
         if self.latent_dim is None:
             object.__setattr__(self, "latent_dim", self.encoder_dim * 2 ** len(self.encoder_rates))
+        for name in ("encoder_dim", "latent_dim", "decoder_dim", "sample_rate", *counts):
+            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
         if self.decoder_dim % 2 ** len(self.decoder_rates):
             raise ValueError(
                 f"decoder_dim {self.decoder_dim} must be divisible by 2 ** {len(self.decoder_rates)}"
@@ -61,10 +76,13 @@ class DACConfig(_Backbone):
     sample_rate: int = 44100
 
     def __post_init__(self):
-        self._normalise_backbone()
-        object.__setattr__(self, "quantizer_dropout", float(self.quantizer_dropout))
-        if not isinstance(self.codebook_dim, int):
+        if not isinstance(self.codebook_dim, numbers.Integral) or isinstance(self.codebook_dim, bool):
             raise ValueError(f"only an int codebook_dim is supported, got {self.codebook_dim!r}")
+        self._normalise_backbone("n_codebooks", "codebook_size", "codebook_dim")
+        dropout = self.quantizer_dropout
+        if isinstance(dropout, (str, bytes)) or not isinstance(dropout, numbers.Real) or not 0 <= dropout <= 1:
+            raise ValueError(f"quantizer_dropout must be a fraction in [0, 1] (or a bool), got {dropout!r}")
+        object.__setattr__(self, "quantizer_dropout", float(dropout))
 
     @property
     def bitrate(self) -> float:

@@ -2,7 +2,7 @@
 
 ::
 
-    codec = dac_jax.load_model("weights.pth")   # released .pth, a dac-jax folder, or a model type
+    codec = dac_jax.load_model("weights.pth")   # released .pth, a dac-jax folder, a model type, or Hugging Face
     codes = codec.encode(audio)                 # float32 [B, 1, T] at codec.sample_rate -> int32 [B, N, frames]
     audio = codec.decode(codes)                 # -> float32 [B, 1, samples]
     codec.module, codec.variables, codec.config # the pure pieces, for jit / grad / training

@@ -11,6 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="dac_jax_xla_cache_")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# the command lines turn the cache on themselves (in ~/.cache/dac_jax/xla): the session's one instead
+os.environ.setdefault("DAC_JAX_COMPILATION_CACHE", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 import pytest  # noqa: E402
 

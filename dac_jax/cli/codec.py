@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 
 from dac_jax import options
-from dac_jax.cli.common import DAC_TYPES, VAE_TYPES, integer, load_from_flags, model_kind, normalize_db, option
+from dac_jax.cli.common import (
+    DAC_TYPES, VAE_TYPES, add_compilation_cache_flag, integer, load_from_flags, model_kind, normalize_db, option,
+    start_compilation_cache,
+)
 from dac_jax.codec import batch
 
 
@@ -24,6 +27,7 @@ def _files_and_plan(args, task: str):
 
 
 def _load(args):
+    start_compilation_cache(args)
     return load_from_flags(args.weights_path, args.model_type, args.model_bitrate, args.model_tag, args.winograd)
 
 
@@ -70,6 +74,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="replace existing output files (never the inputs); without it, a run that would "
                    "replace any file stops before it starts")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_compilation_cache_flag(p)
     p.add_argument("--winograd", type=int, choices=[2, 4], default=None,
                    help="experimental: Winograd F(m, 7) for the kernel-7 convolutions of >= 64 channels (faster on "
                    "CPU; float32 results no longer follow the original's summation; see benchmarks/RESULTS.md)")

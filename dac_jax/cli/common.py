@@ -12,7 +12,7 @@ from typing import Callable, Optional
 from dac_jax import options
 from dac_jax.api import load
 from dac_jax.errors import DacJaxError, UsageError, WeightsError
-from dac_jax.runtime import Model
+from dac_jax.runtime import Model, use_compilation_cache
 from dac_jax.weights import hub
 from dac_jax.weights.native import model_of
 
@@ -58,6 +58,19 @@ def model_kind(weights_path: str, model_type: str) -> str:
     if weights_path and Path(weights_path).is_dir():
         return "vae" if model_of(weights_path) == "DAC-VAE" else "dac"
     return "vae" if model_type in VAE_TYPES else "dac"
+
+
+def add_compilation_cache_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no_compilation_cache", action="store_true",
+                   help="do not keep compiled programs in ~/.cache/dac_jax/xla (or $DAC_JAX_COMPILATION_CACHE; "
+                   "0 turns it off), so that the next run compiles again")
+
+
+def start_compilation_cache(args) -> None:
+    """JAX's persistent compilation cache, unless ``--no_compilation_cache``: a second run of the
+    same command loads its compiled programs instead of compiling them again."""
+    if not args.no_compilation_cache:
+        use_compilation_cache()
 
 
 def load_from_flags(weights_path: str, model_type: str, model_bitrate: str = "8kbps", tag: str = "latest",

@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 
 from dac_jax import options
-from dac_jax.cli.common import DAC_TYPES, VAE_TYPES, integer, load_from_flags, model_kind, normalize_db, option
+from dac_jax.cli.common import (
+    DAC_TYPES, VAE_TYPES, add_compilation_cache_flag, integer, load_from_flags, model_kind, normalize_db, option,
+    start_compilation_cache,
+)
 from dac_jax.codec import batch
 from dac_jax.codec.tokenize import check_options, detokenize, discover, tokenize
 from dac_jax.errors import UsageError
-from dac_jax.runtime import initialize_distributed, use_compilation_cache
+from dac_jax.runtime import initialize_distributed
 
 
 def _model(args):
@@ -32,8 +35,7 @@ def _tokenize(args) -> int:
     jobs, failed = discover(args.input, args.output)  # before the model loads: bad inputs fail fast
     if not jobs:
         raise UsageError("no audio files found under the inputs" + (f": {failed[0][1]}" if failed else ""))
-    if not args.no_compilation_cache:
-        use_compilation_cache()
+    start_compilation_cache(args)
     model = _model(args)
     target = {None: batch.CODEC_DEFAULT, "none": None}.get(args.normalize_db, args.normalize_db)
     summary = tokenize(
@@ -85,8 +87,7 @@ def add_commands(sub) -> None:
                    default=0.0, help="files shorter than this many seconds are failures")
     p.add_argument("--workers", type=option(lambda n: options.integer("workers", n, 1, 64), integer), default=2,
                    help="reader threads (read, resample, loudness) ahead of the device")
-    p.add_argument("--no_compilation_cache", action="store_true",
-                   help="do not keep compiled programs in ~/.cache/dac_jax/xla (or $DAC_JAX_COMPILATION_CACHE; 0 turns it off)")
+    add_compilation_cache_flag(p)
     p.add_argument("--coordinator_address", default=None, help="many hosts: host:port of process 0")
     p.add_argument("--num_processes", type=option(lambda n: options.integer("num_processes", n, 1), integer),
                    default=None, help="many hosts: how many processes in all")

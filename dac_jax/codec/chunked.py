@@ -28,23 +28,36 @@ def _batches(n: int, batch_size: int) -> Iterator[range]:
         yield range(start, min(start + batch_size, n))
 
 
-def _run_batched(
-    fn, window: Callable[[int], np.ndarray], n: int, batch_size: int, progress: Progress
+def run_batched(
+    fn, fill: Callable[[int, np.ndarray], None], shape: tuple[int, ...], dtype, n: int, batch_size: int,
+    progress: Progress,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Apply ``fn`` to fixed-shape stacks of ``window(i)``, ``i < n``; yield ``(i, output)`` per window.
+    """Apply ``fn`` to fixed-shape stacks of windows ``i < n``; yield ``(i, output)`` per window.
 
-    Windows are cut only when their batch is due, so host memory holds one batch, not all of them.
+    ``fill(i, row)`` cuts window ``i`` straight into its zeroed row of the batch, and only when the
+    batch is due, so host memory holds two batches, not all of them. Batch k+1 is dispatched before
+    batch k's result is fetched (JAX dispatches asynchronously): the host cuts the next windows and
+    lays out the last results while the device computes.
     """
-    first = window(0)
+    pending = None
     for group in _batches(n, batch_size):
-        stack = np.zeros((batch_size, *first.shape), first.dtype)
+        stack = np.zeros((batch_size, *shape), dtype)  # a new buffer each time: the last may still be read
         for j, i in enumerate(group):
-            stack[j] = window(i)
-        out = np.asarray(fn(stack))
-        for j, i in enumerate(group):
-            yield i, out[j]
-        if progress:
-            progress(len(group))
+            fill(i, stack[j])
+        dispatched = (group, fn(stack))
+        if pending is not None:
+            yield from _fetched(*pending, progress)
+        pending = dispatched
+    if pending is not None:
+        yield from _fetched(*pending, progress)
+
+
+def _fetched(group: range, result, progress: Progress) -> Iterator[tuple[int, np.ndarray]]:
+    out = np.asarray(result)
+    for j, i in enumerate(group):
+        yield i, out[j]
+    if progress:
+        progress(len(group))
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,18 +79,16 @@ def encode_faithful(
     starts = list(plan.starts())
     n = len(starts)
 
-    def window(i: int) -> np.ndarray:
+    def fill(i: int, row: np.ndarray) -> None:
         # chunk i of the signal zero-padded by `delay` on both sides, itself zero-padded to n_samples
         item, k = divmod(i, n)
         begin, end = starts[k] - plan.delay, starts[k] - plan.delay + plan.n_samples
-        w = np.zeros((1, plan.n_samples), np.float32)
         src = audio[item, max(begin, 0) : max(min(end, length), 0)]
-        w[0, max(-begin, 0) : max(-begin, 0) + len(src)] = src
-        return w
+        row[0, max(-begin, 0) : max(-begin, 0) + len(src)] = src
 
     fn = lambda x: codec.encode_frames(x, n_quantizers, padded=False)  # noqa: E731
     out = None
-    for i, c in _run_batched(fn, window, items * n, batch_size, progress):
+    for i, c in run_batched(fn, fill, (1, plan.n_samples), np.float32, items * n, batch_size, progress):
         if out is None:
             out = np.zeros((items, c.shape[0], n * c.shape[1]), np.int32)
         item, k = divmod(i, n)
@@ -100,13 +111,14 @@ def decode_faithful(
         return np.concatenate(parts, axis=-1)
     n = len(starts)
 
-    def window(i: int) -> np.ndarray:
+    def fill(i: int, row: np.ndarray) -> None:
         item, k = divmod(i, n)
-        return codes[item, :, starts[k] : starts[k] + chunk_length]
+        row[...] = codes[item, :, starts[k] : starts[k] + chunk_length]
 
     fn = lambda c: codec.decode_frames(c, padding)  # noqa: E731
     out = None
-    for i, a in _run_batched(fn, window, items * n, batch_size, progress):
+    shape = (codes.shape[1], chunk_length)
+    for i, a in run_batched(fn, fill, shape, codes.dtype, items * n, batch_size, progress):
         if out is None:
             out = np.zeros((items, n * a.shape[-1]), np.float32)
         item, k = divmod(i, n)
@@ -138,16 +150,16 @@ def encode_windows(
     total = math.ceil(length / hop)
     plan = independent_plan(total, frames_for_window(model, win_duration), model.encoder_context)
 
-    def window(i: int) -> np.ndarray:
+    def fill(i: int, row: np.ndarray) -> None:
         # the signal right-padded with zeros to whole frames, as padded-mode encoding does
         item, k = divmod(i, plan.n_chunks)
         begin = plan.window_start(k) * hop
-        w = np.zeros((1, plan.window * hop), np.float32)
         src = audio[item, begin : min(begin + plan.window * hop, length)]
-        w[0, : len(src)] = src
-        return w
+        row[0, : len(src)] = src
 
-    return _assemble(plan, window, fn or model.encode_frames, items, batch_size, progress, hop_out=1)
+    batches = run_batched(fn or model.encode_frames, fill, (1, plan.window * hop), np.float32,
+                           items * plan.n_chunks, batch_size, progress)
+    return _assemble(plan, batches, items, hop_out=1)
 
 
 def decode_windows(
@@ -161,11 +173,13 @@ def decode_windows(
     items, total = frames.shape[0], frames.shape[-1]
     plan = independent_plan(total, frames_for_window(model, win_duration), model.decoder_context)
 
-    def window(i: int) -> np.ndarray:
+    def fill(i: int, row: np.ndarray) -> None:
         item, k = divmod(i, plan.n_chunks)
-        return frames[item, ..., plan.window_start(k) : plan.window_start(k) + plan.window]
+        row[...] = frames[item, ..., plan.window_start(k) : plan.window_start(k) + plan.window]
 
-    out = _assemble(plan, window, fn or model.decode_frames, items, batch_size, progress, hop_out=model.hop_length)
+    batches = run_batched(fn or model.decode_frames, fill, (*frames.shape[1:-1], plan.window), frames.dtype,
+                           items * plan.n_chunks, batch_size, progress)
+    out = _assemble(plan, batches, items, hop_out=model.hop_length)
     # the padded decoder's own length (320 * frames - 8 for DAC's stride-5 decoders)
     return out[:, : model.decoder_samples(total)]
 
@@ -237,10 +251,10 @@ def decode_latents(
     return decode_windows(vae, z, win_duration, None, batch_size, progress)
 
 
-def _assemble(plan: IndependentPlan, window, fn, items: int, batch_size: int, progress: Progress, hop_out: int) -> np.ndarray:
+def _assemble(plan: IndependentPlan, batches: Iterator[tuple[int, np.ndarray]], items: int, hop_out: int) -> np.ndarray:
     """Keep each window's own frames (``hop_out`` outputs per frame) and lay them end to end."""
     out = None
-    for i, result in _run_batched(fn, window, items * plan.n_chunks, batch_size, progress):
+    for i, result in batches:
         item, k = divmod(i, plan.n_chunks)
         first, last = plan.kept(k)
         off = plan.offset(k)

@@ -158,3 +158,33 @@ def test_faithful_chunks_are_the_unpadded_model_on_each_window(tiny):
     assert decoded.shape == (3, plan.n_chunks * per_chunk)
     first = np.asarray(runtime.decode(tiny.unpadded_module, tiny.variables, codes[:, :, : plan.frames_per_chunk]))[:, 0]
     np.testing.assert_allclose(decoded[:, :per_chunk], first, atol=1e-6)
+
+
+def test_batch_k_plus_1_is_dispatched_before_batch_k_is_fetched():
+    from dac_jax.codec.chunked import run_batched
+
+    events, filled = [], []
+
+    class Pending:  # what an asynchronously dispatched JAX result looks like to the loop
+        def __init__(self, k, stack):
+            self.k, self.stack = k, stack
+
+        def __array__(self, dtype=None, copy=None):
+            events.append(("fetch", self.k))
+            return self.stack * 2
+
+    def fn(stack):
+        events.append(("dispatch", len([e for e in events if e[0] == "dispatch"])))
+        return Pending(events[-1][1], stack)
+
+    def fill(i, row):
+        assert not row.any()  # a zeroed row of the batch buffer, written in place
+        filled.append(i)
+        row[:] = i
+
+    progress = []
+    out = list(run_batched(fn, fill, (3,), np.float32, 10, 4, progress.append))
+    assert events == [("dispatch", 0), ("dispatch", 1), ("fetch", 0), ("dispatch", 2), ("fetch", 1), ("fetch", 2)]
+    assert filled == list(range(10)) and progress == [4, 4, 2]
+    assert [i for i, _ in out] == list(range(10))
+    assert all((o == 2 * i).all() for i, o in out)

@@ -6,14 +6,28 @@ optimiser states, the step, the RNG) and a small JSON record (the step configura
 and seed, the validation metrics; checkpoints written before this version also hold a
 ``data_position``, which nothing reads). Resuming restores the state onto the run's devices and
 starts the input pipeline at the saved step (the data position is ``step * batch_size``), which
-reproduces the uninterrupted run exactly. Saves are atomic
-(Orbax writes to a temporary folder and renames), so a run killed mid-save keeps its previous
-checkpoints intact.
+reproduces the uninterrupted run exactly.
+
+A run killed at any moment of a save (SIGKILL, preemption) keeps its previous checkpoints
+restorable, every one the folder lists (tested by killing a saving process at random moments):
+
+* the new step is written to a temporary folder and renamed when complete (Orbax); a leftover
+  temporary folder is removed when the folder is next opened;
+* a step the policy no longer keeps is first renamed into ``checkpoints/.deleted/`` (one atomic
+  rename, Orbax's ``todelete_subdir``) and only then deleted, by us, after the save and whenever the
+  folder is opened: Orbax's own deletion removes a step's files one by one in place, so a kill
+  midway left a step that was still listed but could not be restored.
+
+The validation metrics of a ranked save are written with the checkpoint (``best_fn``), so the best
+checkpoint is still known, and kept, after a resume (without it Orbax keeps the metrics in memory
+only: a resumed run dropped the best checkpoint at its first save, and ``best_step`` was the latest).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import shutil
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,6 +36,18 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 BEST_METRIC = "val/mel/loss"
+DELETED = ".deleted"  # where steps are moved, atomically, before they are deleted
+
+
+class _UnrankedSaves(logging.Filter):
+    """Drops Orbax's warning on every save without metrics (``best_fn`` set): the trainer ranks
+    only the validated saves, by design."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "did not provide metrics" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_UnrankedSaves())
 
 
 def to_json(obj: Any) -> Any:
@@ -49,9 +75,16 @@ class Checkpoints:
         ])
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policy, create=True, enable_async_checkpointing=False,
-            cleanup_tmp_directories=True,
+            cleanup_tmp_directories=True, todelete_subdir=DELETED,
+            best_fn=lambda m: m[BEST_METRIC], best_mode="min",  # written with the step, so kept on resume
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self._empty_deleted()
+
+    def _empty_deleted(self) -> None:
+        """Delete the steps moved out of the listing (a kill midway leaves the rest for next time)."""
+        if jax.process_index() == 0:
+            shutil.rmtree(self.directory / DELETED, ignore_errors=True)
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
@@ -72,6 +105,7 @@ class Checkpoints:
             force=True,
         )
         self.manager.wait_until_finished()
+        self._empty_deleted()
 
     def restore(self, step: int, target: Any) -> tuple[Any, dict]:
         """The state saved at ``step``, laid out like ``target`` (arrays or ``ShapeDtypeStruct`` with

@@ -9,7 +9,9 @@ original's ``build_dataset``) into ``tf.data``:
   prefetched. Excerpts are raw: the original's transforms (VolumeNorm, RescaleAudio, ShiftPhase)
   run on the device (:mod:`dac_jax.train.augment`).
 * **Resume**: ``train_dataset(start_step=k)`` starts at element ``k * batch_size``, so a resumed run
-  reads exactly the batches the uninterrupted run would have.
+  reads exactly the batches the uninterrupted run would have, bad files included: a file is bad as
+  a whole and is found out before an item's draws (:mod:`dac_jax.train.sources`), so an item does
+  not depend on what this process had read before.
 * **Hosts**: global batch ``B``, ``P`` hosts: host ``h`` yields items ``[h*B/P, (h+1)*B/P)`` of
   every global batch, so the hosts' local batches concatenated in host order are the 1-host batch.
 

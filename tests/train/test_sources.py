@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 from dac_jax.errors import DataError
 from dac_jax.train.excerpts import SalientExcerpts
 from dac_jax.train.pipeline import AudioPipeline
-from dac_jax.train.sources import parse_tfds_spec
+from dac_jax.train.sources import TfdsExamples, Unreadable, parse_tfds_spec
 from tests.train.audio_corpus import config, dominant_hz, take
 
 
@@ -83,3 +83,14 @@ def test_tfds_errors_name_the_dataset(corpus, tmp_path):
         SalientExcerpts(config([["tfds:speech_commands"]], tfds_data_dir=str(tmp_path)))
     assert parse_tfds_spec("tfds:nsynth/full:2.3.3:valid[:10%]") == ("nsynth/full:2.3.3", "valid[:10%]")
     assert parse_tfds_spec("tfds:librispeech") == ("librispeech", None)
+
+
+def test_a_tfds_example_with_non_finite_samples_is_bad_when_opened():
+    audio = np.zeros((40, 2), np.float32)  # TFDS stores [length, channels]
+    audio[25, 1] = np.inf
+    examples = TfdsExamples("tfds:fake:train", [{"audio": audio}, {"audio": np.ones(8, np.float32)}],
+                            ("audio",), 10, None, 2)
+    with pytest.raises(Unreadable, match=r"^non-finite samples near 2\.500 s$"):
+        examples.open(0)
+    assert examples.verdict(0) == "non-finite samples near 2.500 s" and examples.verdict(1) is None
+    np.testing.assert_array_equal(examples.open(1).read(0, 8), np.ones((1, 8), np.float32))

@@ -9,6 +9,7 @@ data comes from). Defaults are DAC's final 44.1 kHz recipe (``conf/final/44khz.y
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Mapping, Optional, Union
 
 from dac_jax.errors import UsageError
@@ -43,7 +44,9 @@ class LossWeights:
         """From the original's ``lambdas`` dict; terms it leaves out weigh 0, as in the original."""
         unknown = sorted(set(lambdas) - set(cls.KEYS))
         if unknown:
-            raise UsageError(f"unknown loss names {unknown}; known: {sorted(cls.KEYS)}")
+            close = difflib.get_close_matches(str(unknown[0]), cls.KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"unknown loss names {unknown}{hint}; known: {sorted(cls.KEYS)}")
         return cls(**{field: float(lambdas.get(key, 0.0)) for key, field in cls.KEYS.items()})
 
 
@@ -77,7 +80,13 @@ class StepConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """A training run. ``batch_size`` is global (split across all devices of all hosts)."""
+    """A training run. ``batch_size`` is global (split across all devices of all hosts).
+
+    ``train_examples`` is the original's ``train/AudioDataset.n_examples``: each group's items per
+    pass, so the stream repeats after ``len(train_groups) * train_examples`` items, as the
+    original's does (its sampler starts again at item 0). None: an endless stream that never repeats.
+    ``sample_items`` are the validation items written as audio (the original's ``val_idx``).
+    """
 
     step: StepConfig = StepConfig()
     train_groups: tuple[tuple[str, ...], ...] = ()  # sources drawn round-robin (folders or tfds:NAME)
@@ -87,8 +96,10 @@ class TrainConfig:
     val_batch_size: int = 8
     val_duration: float = 5.0
     val_examples: int = 250
-    loudness_cutoff: float = -40.0  # salient excerpts: LUFS an excerpt must exceed
+    train_examples: Optional[int] = None  # items per group per pass; None: endless
+    loudness_cutoff: Optional[float] = -40.0  # salient excerpts: LUFS an excerpt must exceed; None: first draw
     num_tries: int = 8  # excerpts tried per item before taking the last one
+    without_replacement: bool = True  # each file once per pass through its group; False: uniform draws
     num_steps: int = 400_000
     seed: int = 0
     log_every: int = 50
@@ -97,7 +108,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     save_steps: tuple[int, ...] = (10_000, 50_000, 100_000, 200_000)
-    n_samples: int = 4  # validation items written as audio to TensorBoard
+    sample_items: tuple[int, ...] = (0, 1, 2, 3)  # validation items written as audio to TensorBoard
     devices: Optional[int] = None  # use the first N local devices; None: all
     time_limit: float = 0.0  # seconds of training after which the run stops as at its last step; 0: none
 
@@ -105,3 +116,42 @@ class TrainConfig:
         object.__setattr__(self, "train_groups", tuple(tuple(g) for g in self.train_groups))
         object.__setattr__(self, "val_groups", tuple(tuple(g) for g in self.val_groups))
         object.__setattr__(self, "save_steps", tuple(int(s) for s in self.save_steps))
+        object.__setattr__(self, "sample_items", tuple(int(i) for i in self.sample_items))
+        for name in ("batch_size", "val_batch_size", "val_examples", "num_tries", "num_steps", "keep_checkpoints"):
+            _require(name, getattr(self, name), 1)
+        for name in ("seed", "log_every", "valid_every", "sample_every", "checkpoint_every"):
+            _require(name, getattr(self, name), 0)
+        for name in ("train_examples", "devices"):
+            if getattr(self, name) is not None:
+                _require(name, getattr(self, name), 1)
+        if not (self.duration > 0 and self.val_duration > 0 and self.time_limit >= 0):
+            raise UsageError(f"duration and val_duration must be positive and time_limit >= 0, got {self.duration}, "
+                             f"{self.val_duration}, {self.time_limit}")
+        if self.sample_every and any(not 0 <= i < self.num_val_examples for i in self.sample_items):
+            raise UsageError(f"sample_items {list(self.sample_items)} must index the {self.num_val_examples} "
+                             "validation items")
+
+    @property
+    def n_samples(self) -> int:
+        """Validation items written as audio."""
+        return len(self.sample_items)
+
+    @property
+    def num_val_examples(self) -> int:
+        """The validation set's size: ``val_examples`` in whole batches (one compiled shape), at least one."""
+        size = self.val_batch_size
+        return max(size, self.val_examples // size * size)
+
+    @property
+    def stream_period(self) -> Optional[int]:
+        """Items after which the training stream repeats, ``len(train_groups) * train_examples``;
+        None when it does not repeat within the run's ``num_steps``."""
+        if self.train_examples is None or not self.train_groups:
+            return None
+        items = len(self.train_groups) * self.train_examples
+        return items if items < self.num_steps * self.batch_size else None
+
+
+def _require(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")

@@ -8,6 +8,10 @@ process 0 writes); every ``valid_every`` steps the validation set is scored (mel
 distance, waveform L1, SI-SDR); every ``sample_every`` steps reconstructions of a few validation
 items are written as audio; checkpoints are kept every ``checkpoint_every`` steps (the last N, the
 best by validation mel distance, and the milestone steps).
+
+Nothing is written before the run is known to work: the folder is made only after the state is
+built, the training and validation steps are traced for the run's shapes (``jax.eval_shape``;
+jit reuses that trace, so it costs nothing) and every data source is scanned.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from clu import metric_writers, metrics as clu_metrics, periodic_actions
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dac_jax.errors import DacJaxError, UsageError
 from dac_jax.train import step as S
@@ -84,6 +88,7 @@ def _data_config(config: TrainConfig, groups, duration: float, batch_size: int, 
     return DataConfig(
         groups=groups, sample_rate=config.step.sample_rate, duration=duration, batch_size=batch_size, seed=seed,
         loudness_cutoff=config.loudness_cutoff, num_tries=config.num_tries,
+        without_replacement=config.without_replacement,
     )
 
 
@@ -95,19 +100,44 @@ def train_pipeline(config: TrainConfig) -> AudioPipeline:
     return pipeline
 
 
-def train_batches(pipeline: AudioPipeline, start_step: int) -> Iterator[np.ndarray]:
-    """This host's share of each global training batch, from step ``start_step`` on."""
-    for batch in pipeline.train_dataset(start_step=start_step).as_numpy_iterator():
-        yield batch["audio"]
+def train_batches(pipeline: AudioPipeline, start_step: int, period: Optional[int] = None) -> Iterator[np.ndarray]:
+    """This host's share of each global training batch, from step ``start_step`` on.
+
+    ``period`` (:attr:`TrainConfig.stream_period`): the stream starts again from its first item
+    after ``period`` items, as the original's sampler does after ``n_examples`` items per group.
+    A period of whole batches restarts the batched stream (any number of hosts); otherwise (one
+    host only: :func:`_check_period`) a batch spans the end of one pass and the start of the next,
+    where the original yields a shorter batch (our batches have one shape)."""
+    B = pipeline.config.batch_size
+    if not period:
+        datasets = [pipeline.train_dataset(start_step=start_step)]
+    elif period % B == 0:
+        steps, first = period // B, start_step % (period // B)
+        head = pipeline.train_dataset(start_step=first).take(steps - first)
+        datasets = [head, pipeline.train_dataset().take(steps).repeat()]
+    else:
+        offset = start_step * B % period
+        head = pipeline.train_dataset(start_step=offset // B).unbatch().skip(offset % B).take(period - offset)
+        items = head.concatenate(pipeline.train_dataset().unbatch().take(period).repeat())
+        datasets = [items.batch(B, drop_remainder=True)]
+    for dataset in datasets:
+        for batch in dataset.as_numpy_iterator():
+            yield batch["audio"]
+
+
+def _check_period(config: TrainConfig) -> None:
+    period = config.stream_period
+    if period and period % config.batch_size and jax.process_count() > 1:
+        raise UsageError(f"train_examples {config.train_examples}: the stream repeats after {period} items, which on "
+                         f"several hosts must be a whole number of batches of {config.batch_size}")
 
 
 def validation_batches(config: TrainConfig) -> list[np.ndarray]:
     """The fixed validation set (whole batches only: one compiled shape), this host's share."""
     groups = config.val_groups or config.train_groups
     size = config.val_batch_size
-    examples = max(size, config.val_examples // size * size)
     pipeline = AudioPipeline(_data_config(config, groups, config.val_duration, size, config.seed))
-    return [b["audio"] for b in pipeline.validation_dataset(examples, batch_size=size).as_numpy_iterator()]
+    return [b["audio"] for b in pipeline.validation_dataset(config.num_val_examples, batch_size=size).as_numpy_iterator()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,10 +157,10 @@ def validate(eval_step, state: TrainState, batches: list[np.ndarray], mesh: Mesh
 
 
 def write_samples(writer, state: TrainState, batches: list[np.ndarray], config: TrainConfig, step: int) -> None:
-    """Reconstructions of the first ``n_samples`` validation items (and, at step 0, the inputs)."""
+    """Reconstructions of the validation items ``sample_items`` (and, at step 0, the inputs)."""
     if not batches or config.n_samples <= 0:
         return
-    audio = np.concatenate(batches)[: config.n_samples]
+    audio = np.concatenate(batches)[list(config.sample_items)]
     recons = _reconstruct(config.step.model, jax.device_get(state.generator), audio)
     audios = {f"recons/sample_{i}": np.asarray(recons[i]).T[None] for i in range(len(audio))}
     if step == 0:
@@ -154,20 +184,54 @@ def _check_divisible(config: TrainConfig, devices: int) -> None:
             raise UsageError(f"{name} {value} must be a multiple of the number of devices ({devices})")
 
 
-def open_run(workdir: Path, config: TrainConfig) -> tuple[metric_writers.MetricWriter, Checkpoints]:
-    """The run's folder (made if missing), its metric writer (only process 0 writes) and checkpoints."""
+def _check_workdir(workdir: Path) -> None:
     if workdir.exists() and not workdir.is_dir():
         raise UsageError(f"{workdir}: is a file; save_path must be a folder")
+
+
+def check_shapes(config: TrainConfig, mesh: Mesh, state: TrainState, train_step, eval_step) -> None:
+    """Trace the training and validation steps for the run's batch shapes (``jax.eval_shape``:
+    nothing is computed, and jit keeps the trace for the first real call). A configuration the
+    step cannot run (say, windows or strides that do not fit the excerpts) fails here, before any
+    folder is made: as one line (UsageError), not as a traceback from inside JAX."""
+    rate = config.step.sample_rate
+    data = NamedSharding(mesh, PartitionSpec(S.AXIS))
+
+    def batch(size: int, duration: float):
+        return jax.ShapeDtypeStruct((size, 1, int(duration * rate)), jnp.float32, sharding=data)
+
+    spec = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+    checks = [("the training step", train_step, (spec, batch(config.batch_size, config.duration)))]
+    if config.valid_every:
+        checks.append(("the validation step", eval_step,
+                       (spec.generator, batch(config.val_batch_size, config.val_duration))))
+    for what, fn, args in checks:
+        try:
+            jax.eval_shape(fn, *args)
+        except DacJaxError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure to trace is the configuration's
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise UsageError(f"the configuration cannot run {what}: {type(e).__name__}: {first}") from None
+
+
+def open_run(workdir: Path, config: TrainConfig) -> tuple[metric_writers.MetricWriter, Checkpoints]:
+    """The run's folder (made if missing), its metric writer (only process 0 writes) and checkpoints."""
+    _check_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     writer = metric_writers.create_default_writer(workdir / "logs", just_logging=jax.process_index() > 0)
     return writer, Checkpoints(workdir / "checkpoints", config.keep_checkpoints, config.save_steps)
 
 
-def restore_or_init(checkpoints: Checkpoints, config: TrainConfig, mesh: Mesh, generator: Optional[Any] = None,
-                    discriminator: Optional[Any] = None) -> TrainState:
-    """The latest checkpoint's state if there is one, else a fresh state (from ``generator`` /
-    ``discriminator`` params if given), on ``mesh``'s devices."""
-    state = S.replicate(create_train_state(config.step, config.seed, generator, discriminator), mesh)
+def fresh_state(config: TrainConfig, mesh: Mesh, generator: Optional[Any] = None,
+                discriminator: Optional[Any] = None) -> TrainState:
+    """A new state (from ``generator`` / ``discriminator`` params if given) on ``mesh``'s devices."""
+    return S.replicate(create_train_state(config.step, config.seed, generator, discriminator), mesh)
+
+
+def restore_or_init(checkpoints: Checkpoints, config: TrainConfig, state: TrainState) -> TrainState:
+    """The latest checkpoint's state if there is one (restored into ``state``'s structure and
+    shardings), else ``state`` (:func:`fresh_state`)."""
     latest = checkpoints.latest_step()
     if latest is None:
         return state
@@ -303,22 +367,28 @@ def train_and_evaluate(
     run; ignored when the run resumes from its own checkpoint.
     """
     workdir = Path(workdir)
+    _check_workdir(workdir)
     mesh = S.make_mesh(config.devices)
     _check_divisible(config, mesh.size * jax.process_count())
-    # the data first: a missing or empty source must not leave run folders behind
+    _check_period(config)
+    # everything that can fail before the run's folders are made: the data (a missing or empty
+    # source must not leave folders behind), the state, the steps traced for the run's shapes
     pipeline = train_pipeline(config)
     val = validation_batches(config) if config.valid_every or config.sample_every else []
+    state = fresh_state(config, mesh, generator, discriminator)
+    train_step = S.make_train_step(mesh, config.step)
+    eval_step = S.make_eval_step(mesh, config.step, seed=config.seed)
+    check_shapes(config, mesh, state, train_step, eval_step)
     writer, checkpoints = open_run(workdir, config)
-    state = restore_or_init(checkpoints, config, mesh, generator, discriminator)
+    state = restore_or_init(checkpoints, config, state)
     _log_start(writer, state, mesh, config)
     report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
                                              every_steps=config.log_every, every_secs=None)
-    actions = PeriodicActions(config, mesh, writer, checkpoints, S.make_eval_step(mesh, config.step, seed=config.seed),
-                              val, report)
+    actions = PeriodicActions(config, mesh, writer, checkpoints, eval_step, val, report)
     if int(state.step) == 0:
         actions.baseline(state)
-    state = run_steps(state, train_batches(pipeline, int(state.step)), S.make_train_step(mesh, config.step), mesh,
-                      config, actions)
+    batches = train_batches(pipeline, int(state.step), config.stream_period)
+    state = run_steps(state, batches, train_step, mesh, config, actions)
     writer.flush()
     checkpoints.close()
     return state

@@ -181,6 +181,7 @@ def ShiftPhase(shift: list = ["uniform", -math.pi, math.pi]) -> tuple[float, flo
 
 TRANSFORMS = ("Identity", "VolumeNorm", "RescaleAudio", "ShiftPhase")
 ON_DEVICE = TRANSFORMS[1:]  # the order augment.augment applies them in
+FIELD_OF = dict(zip(ON_DEVICE, ("volume_norm", "rescale", "shift_phase")))  # AugmentConfig's switch of each
 
 
 @argbind.bind("train", "val")
@@ -189,20 +190,17 @@ def build_transform(scope: str, augment_prob: float = 1.0, preprocess: list = ["
     """The original's transform lists (``Compose(preprocess, Compose(augment, prob=augment_prob),
     postprocess)``), run on the device: VolumeNorm, RescaleAudio, ShiftPhase, each at most once and
     in that order. ``augment_prob`` is the probability that an item gets the ``augment`` stage,
-    as in the original: 0 and 1 are exact, a fraction of non-Identity transforms is refused (the
-    device applies every transform to every item)."""
+    as in the original (drawn per item on the device from the item's key)."""
     key = f"{scope}/build_transform" if scope else "build_transform"
-    chosen = [t for t in augment if t != "Identity"]
-    if chosen and 0 < augment_prob < 1:
-        raise UsageError(f"{key}.augment_prob {augment_prob}: a per-item probability is not implemented on the "
-                         f"device (augment {chosen} would run on every item); use 0 or 1, or move them to "
-                         "preprocess/postprocess")
     used = [t for t in [*preprocess, *(augment if augment_prob > 0 else []), *postprocess] if t != "Identity"]
     ranks = [ON_DEVICE.index(t) for t in used]
     if ranks != sorted(set(ranks)):
         raise UsageError(f"{key}: the device applies {', '.join(ON_DEVICE)} in that order, each at most once; "
                          f"preprocess + augment + postprocess give {used}")
     kwargs = {"volume_norm": "VolumeNorm" in used, "rescale": "RescaleAudio" in used, "shift_phase": "ShiftPhase" in used}
+    stage = tuple(FIELD_OF[t] for t in augment if t != "Identity")
+    if stage and 0 < augment_prob < 1:  # 0 and 1 need no draw: the stage is left out or always run
+        kwargs.update(augment_prob=float(augment_prob), augment_stage=stage)
     if kwargs["volume_norm"]:
         kwargs["target_db"] = VolumeNorm()
     if kwargs["rescale"]:

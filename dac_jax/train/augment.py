@@ -112,8 +112,20 @@ class AugmentConfig:
     max_value: float = 1.0
     shift_phase: bool = True
     phase_range: tuple[float, float] = (-math.pi, math.pi)  # uniform on [low, high)
+    # the original's Compose(augment, prob=augment_prob): each item gets the transforms named in
+    # augment_stage (of "volume_norm", "rescale", "shift_phase") with this probability
+    augment_prob: float = 1.0
+    augment_stage: tuple[str, ...] = ()
 
     def __post_init__(self):
+        if not 0.0 <= self.augment_prob <= 1.0:
+            raise UsageError(f"augment_prob must be in [0, 1], got {self.augment_prob}")
+        stage = tuple(self.augment_stage)
+        unknown = [t for t in stage if t not in TRANSFORM_FIELDS or not getattr(self, t)]
+        if unknown:
+            raise UsageError(f"augment_stage names transforms that are not on: {unknown} "
+                             f"(of {', '.join(TRANSFORM_FIELDS)})")
+        object.__setattr__(self, "augment_stage", stage)
         low, high = self.phase_range
         if not (math.isfinite(low) and math.isfinite(high) and low <= high):
             raise UsageError(f"phase_range must be finite with low <= high, got {self.phase_range}")
@@ -124,6 +136,7 @@ class AugmentConfig:
         object.__setattr__(self, "phase_range", (float(low), float(high)))
 
 
+TRANSFORM_FIELDS = ("volume_norm", "rescale", "shift_phase")  # in the order they are applied
 DAC_AUGMENT = AugmentConfig()
 
 
@@ -337,31 +350,49 @@ def shift_phase_items(x: jax.Array, shifts: jax.Array, sample_rate: int) -> jax.
     return spectral.shift_phase(x, shifts[:, None], spectral.default_window_length(rate))
 
 
-def augment_with_shifts(x: jax.Array, sample_rate: int, shifts: jax.Array | None, config: AugmentConfig = DAC_AUGMENT) -> jax.Array:
+def augment_with_shifts(x: jax.Array, sample_rate: int, shifts: jax.Array | None, config: AugmentConfig = DAC_AUGMENT,
+                        keep: jax.Array | None = None) -> jax.Array:
     """The recipe on ``x [B, C, T]`` given the phase shifts ``[B]`` (unused, may be None, when
     ``config.shift_phase`` is off): volume norm, then rescale, then phase shift, each as on/off in
     ``config``. Equals audiotools' ``Compose(VolumeNorm, RescaleAudio, ShiftPhase)`` on CUDA given
-    the same shifts."""
+    the same shifts. ``keep [B]`` (bool; needed when ``config.augment_prob < 1`` and it has an
+    augment stage): which items get the transforms of ``config.augment_stage``."""
     x = _check_audio(x, "augment")
-    if config.volume_norm:
-        x = volume_norm(x, sample_rate, config.target_db)
-    if config.rescale:
-        x = rescale_audio(x, config.max_value)
-    if config.shift_phase:
-        if shifts is None:
-            raise UsageError("config.shift_phase needs shifts")
-        x = shift_phase_items(x, shifts, sample_rate)
+    partial = config.augment_prob < 1 and config.augment_stage
+    if partial and keep is None:
+        raise UsageError("config.augment_prob < 1 needs keep: which items get the augment stage")
+    steps = {
+        "volume_norm": lambda x: volume_norm(x, sample_rate, config.target_db),
+        "rescale": lambda x: rescale_audio(x, config.max_value),
+        "shift_phase": lambda x: shift_phase_items(x, shifts, sample_rate),
+    }
+    if config.shift_phase and shifts is None:
+        raise UsageError("config.shift_phase needs shifts")
+    for name in TRANSFORM_FIELDS:
+        if not getattr(config, name):
+            continue
+        y = steps[name](x)
+        x = jnp.where(jnp.asarray(keep)[:, None, None], y, x) if partial and name in config.augment_stage else y
     return x
 
 
 def augment(x: jax.Array, sample_rate: int, keys, config: AugmentConfig = DAC_AUGMENT) -> jax.Array:
     """DAC's training transforms on a batch ``x [B, C, T]``, one key per item (``keys``: ``[B]``
     keys, from :func:`item_keys` with the items' global indices): each item's phase shift is
-    ``uniform(key, low, high)`` (:func:`phase_shifts`), so an item's result depends only on its
-    audio and its key, never on the batch around it. Jittable with ``sample_rate`` and ``config``
+    ``uniform(key, low, high)`` (:func:`phase_shifts`) and, with ``config.augment_prob < 1``,
+    whether it gets the augment stage is drawn from it too (:func:`augment_draws`), so an item's
+    result depends only on its audio and its key, never on the batch around it. Jittable with ``sample_rate`` and ``config``
     static; compiles once per batch shape."""
     x = _check_audio(x, "augment")
     shifts = phase_shifts(keys, config.phase_range) if config.shift_phase else None
     if shifts is not None and shifts.shape != (x.shape[0],):
         raise UsageError(f"augment needs one key per item: {x.shape[0]} items, keys give {shifts.shape}")
-    return augment_with_shifts(x, sample_rate, shifts, config)
+    keep = augment_draws(keys, config.augment_prob) if config.augment_prob < 1 and config.augment_stage else None
+    return augment_with_shifts(x, sample_rate, shifts, config, keep)
+
+
+def augment_draws(keys, prob: float) -> jax.Array:
+    """Whether each item gets the augment stage: ``uniform < prob`` from the item's key (folded
+    with its own purpose, so the phase shifts drawn from the same keys do not change): ``[B]`` bool."""
+    purpose = purpose_id("augment_prob")
+    return jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, purpose)) < prob)(keys)

@@ -383,3 +383,26 @@ def test_augment_compiles_once_per_shape():
     assert len(traces) == 1
     assert np.isfinite(np.asarray(a)).all() and np.isfinite(np.asarray(b)).all()
     assert np.abs(np.asarray(a) - np.asarray(b)).max() > 0.01  # new keys, new shifts
+
+
+def test_a_fractional_augment_prob_gets_each_item_the_stage_with_that_probability():
+    rate = 16000
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((256, 1, 4000)).astype(np.float32) * 3.0)
+    keys = A.item_keys(jax.random.key(5), 3, 0, 256)
+    config = A.AugmentConfig(volume_norm=False, shift_phase=False, augment_prob=0.3, augment_stage=("rescale",))
+    y = np.asarray(jax.jit(A.augment, static_argnums=(1, 3))(x, rate, keys, config))
+    rescaled = np.asarray(A.rescale_audio(x))
+    got = np.array([np.array_equal(y[b], rescaled[b]) for b in range(256)])
+    untouched = np.array([np.array_equal(y[b], np.asarray(x[b])) for b in range(256)])
+    assert (got ^ untouched).all()  # each item either got the stage or was left as it was
+    assert abs(got.mean() - 0.3) < 0.1  # 256 draws: a standard deviation of 0.029
+    np.testing.assert_array_equal(got, np.asarray(A.augment_draws(keys, 0.3)))
+    # an item's draw depends on its key alone, and the phase shifts drawn from the keys do not change
+    again = np.asarray(A.augment(x[:7], rate, keys[:7], config))
+    np.testing.assert_array_equal(again, y[:7])
+    full = A.AugmentConfig(augment_prob=0.3, augment_stage=("rescale",))
+    np.testing.assert_array_equal(A.phase_shifts(keys, full.phase_range), A.phase_shifts(keys))
+    with pytest.raises(UsageError, match="augment_prob must be in"):
+        A.AugmentConfig(augment_prob=1.5)
+    with pytest.raises(UsageError, match="not on"):
+        A.AugmentConfig(rescale=False, augment_prob=0.5, augment_stage=("rescale",))

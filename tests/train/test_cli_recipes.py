@@ -201,10 +201,20 @@ def test_used_keys_change_the_resolved_configuration(capsys, tmp_path, recipe):
     assert base["train_examples"] == 10_000_000 and base["sample_items"] == list(range(8))
 
 
-def test_a_fractional_augment_prob_or_an_order_the_device_cannot_keep_is_refused(capsys, tmp_path, recipe):
-    err = refusal(capsys, {**recipe, "build_transform.augment": ["RescaleAudio"], "build_transform.augment_prob": 0.5},
-                  tmp_path)
-    assert "train/build_transform.augment_prob 0.5: a per-item probability is not implemented" in err
+def test_a_fractional_augment_prob_is_a_per_item_probability(capsys, tmp_path, recipe):
+    stages = {"build_transform.preprocess": ["VolumeNorm"], "build_transform.augment": ["RescaleAudio"],
+              "build_transform.postprocess": ["ShiftPhase"]}
+    config = {**recipe, **stages, **{f"val/{k}": v for k, v in stages.items()},
+              "build_transform.augment_prob": 0.5, "val/build_transform.augment_prob": 0.5}
+    augment = resolved(capsys, config, tmp_path)["step"]["augment"]
+    assert augment["augment_prob"] == 0.5 and augment["augment_stage"] == ["rescale"] and augment["rescale"]
+    plain = resolved(capsys, recipe, tmp_path)["step"]["augment"]
+    assert (plain["augment_prob"], plain["augment_stage"]) == (1.0, [])
+    err = refusal(capsys, {**config, "build_transform.augment_prob": 1.5}, tmp_path)
+    assert "augment_prob" in err
+
+
+def test_an_order_the_device_cannot_keep_is_refused(capsys, tmp_path, recipe):
     err = refusal(capsys, {**recipe, "build_transform.postprocess": ["ShiftPhase", "VolumeNorm"]}, tmp_path)
     assert "applies VolumeNorm, RescaleAudio, ShiftPhase in that order" in err
     err = refusal(capsys, {**recipe, "build_transform.postprocess": ["LowPass"]}, tmp_path)

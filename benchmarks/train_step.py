@@ -1,0 +1,214 @@
+"""One full training step of the recipe, dac-jax beside the original, interleaved in one run.
+
+    .venv/bin/python -m benchmarks.train_step [--presets 16khz 44khz] [--batch 4] [--seconds 0.38]
+        [--steps 5] [--output results/train_step]
+
+A step is what the original's ``scripts/train.py`` ``train_loop`` does: the transforms (VolumeNorm
+-16 LUFS, RescaleAudio, ShiftPhase), the generator forward, the discriminator update on the
+detached reconstruction (AdamW, grad-norm clip 10, ExponentialLR), then the generator update with
+every loss of ``conf/final/44khz.yml`` (mel 15, feature matching 2, adversarial 1, commitment 0.25,
+codebook 1; STFT and waveform losses computed at weight 0; clip 1e3). The original runs on the
+installed ``dac`` and audiotools in eager PyTorch (float32, ``torch.set_num_threads`` = all cores);
+dac-jax runs its compiled ``make_train_step`` on one CPU device. Both get the same architecture,
+batch and excerpt length, random weights (each its own initialisation) and random-noise audio.
+
+For each preset: the first step of each is timed apart (dac-jax: trace + compile; the original:
+allocator warm-up), then ``--steps`` steps alternate between the two, so that load on the machine
+touches both alike. Reported: median seconds per step, steps/s, excerpts/s, the first step, and the
+peak resident memory of the process (``ru_maxrss``) after dac-jax's first step (dac-jax alone: it
+is built first) and after the original's (both); with several presets it is the process's, so run
+one preset per invocation for each one's own peak. Results: ``<output>/train_step.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+LAMBDAS = {"mel/loss": 15.0, "adv/feat_loss": 2.0, "adv/gen_loss": 1.0, "vq/commitment_loss": 0.25,
+           "vq/codebook_loss": 1.0, "stft/loss": 0.0, "waveform/loss": 0.0}
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Original:
+    """The original's train_loop on the installed packages (its objects built as scripts/train.py builds them)."""
+
+    def __init__(self, preset: str, seed: int = 0):
+        import torch
+        from audiotools import AudioSignal
+        from audiotools.data import transforms as tfm
+        import dac
+        from dac.nn import loss as L
+
+        from dac_jax.model.config import PRESETS
+
+        torch.manual_seed(seed)
+        torch.set_num_threads(os.cpu_count())
+        c = PRESETS[preset]
+        self.torch, self.AudioSignal = torch, AudioSignal
+        self.sample_rate = c.sample_rate
+        self.generator = dac.DAC(encoder_dim=c.encoder_dim, encoder_rates=list(c.encoder_rates), latent_dim=c.latent_dim,
+                                 decoder_dim=c.decoder_dim, decoder_rates=list(c.decoder_rates),
+                                 n_codebooks=c.n_codebooks, codebook_size=c.codebook_size, codebook_dim=c.codebook_dim,
+                                 quantizer_dropout=c.quantizer_dropout, sample_rate=c.sample_rate)
+        self.discriminator = dac.model.Discriminator(sample_rate=c.sample_rate)
+        adam = dict(lr=1e-4, betas=(0.8, 0.99), weight_decay=0.01)
+        self.opt_g = torch.optim.AdamW(self.generator.parameters(), **adam)
+        self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), **adam)
+        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, 0.999996)
+        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, 0.999996)
+        self.transform = tfm.Compose(tfm.VolumeNorm(("const", -16)), tfm.RescaleAudio(), tfm.ShiftPhase())
+        self.waveform_loss = L.L1Loss()
+        self.stft_loss = L.MultiScaleSTFTLoss(window_lengths=[2048, 512])
+        self.mel_loss = L.MelSpectrogramLoss(n_mels=[5, 10, 20, 40, 80, 160, 320],
+                                             window_lengths=[32, 64, 128, 256, 512, 1024, 2048],
+                                             mel_fmin=[0.0] * 7, mel_fmax=[None] * 7, pow=1.0, clamp_eps=1e-5,
+                                             mag_weight=0.0)
+        self.gan_loss = L.GANLoss(self.discriminator)
+        self.rng = np.random.RandomState(seed)
+
+    def step(self, audio: np.ndarray) -> float:
+        torch, AudioSignal = self.torch, self.AudioSignal
+        self.generator.train()
+        self.discriminator.train()
+        signal = AudioSignal(torch.from_numpy(audio), self.sample_rate)
+        with torch.no_grad():
+            # per item, as the original's dataset instantiates and collates them
+            kwargs = self.transform.batch_instantiate([int(self.rng.randint(2**31)) for _ in range(len(audio))], signal)
+            signal = self.transform(signal.clone(), **kwargs)
+        out = self.generator(signal.audio_data, signal.sample_rate)
+        recons = AudioSignal(out["audio"], signal.sample_rate)
+        if recons.signal_length < signal.signal_length:
+            # the stride-5 decoders (16/24 kHz) give 320 * frames - 8 samples: the losses compare the
+            # overlap, as dac-jax's step does (the original's train_loop, written for 44 kHz, would fail)
+            signal = AudioSignal(signal.audio_data[..., : recons.signal_length], signal.sample_rate)
+        output = {"adv/disc_loss": self.gan_loss.discriminator_loss(recons, signal)}
+        self.opt_d.zero_grad()
+        output["adv/disc_loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(), 10.0)
+        self.opt_d.step()
+        self.sched_d.step()
+        output["stft/loss"] = self.stft_loss(recons, signal)
+        output["mel/loss"] = self.mel_loss(recons, signal)
+        output["waveform/loss"] = self.waveform_loss(recons, signal)
+        output["adv/gen_loss"], output["adv/feat_loss"] = self.gan_loss.generator_loss(recons, signal)
+        output["vq/commitment_loss"] = out["vq/commitment_loss"]
+        output["vq/codebook_loss"] = out["vq/codebook_loss"]
+        loss = sum(v * output[k] for k, v in LAMBDAS.items())
+        self.opt_g.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.generator.parameters(), 1e3)
+        self.opt_g.step()
+        self.sched_g.step()
+        return float(loss.detach())
+
+
+class Ours:
+    """dac-jax's compiled step (the recipe's StepConfig defaults) on one device."""
+
+    def __init__(self, preset: str, seed: int = 0):
+        import dataclasses
+
+        import jax
+
+        from dac_jax.model.config import PRESETS
+        from dac_jax.model.discriminator import DiscriminatorConfig
+        from dac_jax.train import state as St
+        from dac_jax.train import step as S
+        from dac_jax.train.config import StepConfig
+
+        c = PRESETS[preset]
+        self.jax = jax
+        self.config = StepConfig(model=c, discriminator=dataclasses.replace(DiscriminatorConfig(), sample_rate=c.sample_rate))
+        self.mesh = S.make_mesh(1)
+        self.state = S.replicate(St.create_train_state(self.config, seed=seed), self.mesh)
+        self.fn = S.make_train_step(self.mesh, self.config)
+        self.shard = S.shard_batch
+
+    def step(self, audio: np.ndarray) -> float:
+        self.state, metrics = self.fn(self.state, self.shard(audio, self.mesh))
+        return float(self.jax.block_until_ready(metrics["loss"]))
+
+
+def timed(step, audio) -> float:
+    start = time.perf_counter()
+    step(audio)
+    return time.perf_counter() - start
+
+
+def run(preset: str, batch: int, seconds: float, steps: int) -> dict:
+    from dac_jax.model.config import PRESETS
+
+    rate = PRESETS[preset].sample_rate
+    hop = PRESETS[preset].hop_length
+    samples = int(round(seconds * rate / hop)) * hop
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((batch, 1, samples)) * 0.1).astype(np.float32) for _ in range(steps + 1)]
+    result = {"preset": preset, "batch": batch, "samples": samples, "seconds": samples / rate}
+    impls = {}
+    for name, make in (("dac-jax", Ours), ("original", Original)):
+        t = time.perf_counter()
+        impl = make(preset)
+        build = time.perf_counter() - t
+        first = timed(impl.step, batches[0])
+        impls[name] = impl
+        result[name] = {"build_s": build, "first_step_s": first, "steps_s": [], "peak_rss_mb_so_far": peak_mb()}
+    for k in range(1, steps + 1):
+        for name, impl in impls.items():  # interleaved
+            result[name]["steps_s"].append(timed(impl.step, batches[k]))
+    for name in impls:
+        median = statistics.median(result[name]["steps_s"])
+        result[name].update(median_s=median, steps_per_s=1 / median, excerpts_per_s=batch / median)
+    result["peak_rss_mb_after_both"] = peak_mb()
+    result["speedup"] = result["original"]["median_s"] / result["dac-jax"]["median_s"]
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["16khz", "44khz"])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=0.38)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--output", default="results/train_step")
+    args = ap.parse_args()
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for preset in args.presets:
+        results.append(run(preset, args.batch, args.seconds, args.steps))
+        print(json.dumps(results[-1], indent=1), flush=True)
+    import jax
+
+    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "jax": jax.__version__,
+            "device": str(jax.devices()[0]), "results": results}
+    (out / "train_step.json").write_text(json.dumps(meta, indent=2) + "\n")
+    lines = [f"One training step, batch {args.batch} x {args.seconds} s, {meta['machine']}, median of {args.steps} "
+             "interleaved steps", "",
+             "| model | original s/step | dac-jax s/step | dac-jax vs original | original excerpts/s | dac-jax excerpts/s "
+             "| first step: original / dac-jax (compile) |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        o, j = r["original"], r["dac-jax"]
+        lines.append(f"| {r['preset']} | {o['median_s']:.2f} | {j['median_s']:.2f} | {r['speedup']:.2f}x | "
+                     f"{o['excerpts_per_s']:.2f} | {j['excerpts_per_s']:.2f} | {o['first_step_s']:.1f} / {j['first_step_s']:.1f} s |")
+    lines.append("")
+    lines.append("Peak resident memory of the process: " + ", ".join(
+        f"{r['preset']} {r['dac-jax']['peak_rss_mb_so_far']:.0f} MB with dac-jax alone, "
+        f"{r['original']['peak_rss_mb_so_far']:.0f} MB once the original ran too" for r in results))
+    (out / "train_step.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -29,7 +29,7 @@ from dac_jax.model.dac import DAC
 from dac_jax.nn.blocks import DecoderBlock, EncoderBlock, ResidualUnit
 from dac_jax.nn.layers import Sequential, Snake, Tanh, WNConv1d
 from dac_jax.weights.torch_format import (
-    expected_parameters, listing, state_dict_to_variables, torch_key, variables_to_state_dict,
+    ParameterMap, expected_parameters, listing, to_variables, torch_key, variables_to_state_dict,
 )
 
 CONFIG_FILE = "config.json"
@@ -81,12 +81,13 @@ HFMap = dict[str, tuple[str, tuple[int, ...]]]
 """``{transformers key: (original key, shape)}``; a conv's ``weight`` stands for ``weight_v`` and ``weight_g``."""
 
 
-def expected_hf(config: DACConfig) -> HFMap:
+def expected_hf(config: DACConfig, original: Optional[ParameterMap] = None) -> HFMap:
     """Every key of a transformers ``DacModel`` of ``config`` (plain conv weights), with the original
-    key it corresponds to and its shape."""
+    key it corresponds to and its shape. ``original``: :func:`expected_parameters` of ``config``,
+    if the caller has it already (it traces the model)."""
     prefixes = hf_prefixes(config)
     out: HFMap = {}
-    for key, (_, shape) in expected_parameters(config).items():
+    for key, (_, shape) in (original or expected_parameters(config)).items():
         module, param = key.rsplit(".", 1)
         if param == "weight_g":
             continue
@@ -118,10 +119,11 @@ def norm_except_0(w: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum(w64 * w64, axis=tuple(range(1, w64.ndim)), keepdims=True)).astype(np.float32)
 
 
-def hf_to_state_dict(tensors: Mapping[str, np.ndarray], config: DACConfig, source: str) -> dict[str, np.ndarray]:
+def hf_to_state_dict(tensors: Mapping[str, np.ndarray], config: DACConfig, source: str,
+                     original: Optional[ParameterMap] = None) -> dict[str, np.ndarray]:
     """A transformers state dict -> the original's (``weight_g``/``weight_v``), strictly checked:
     every missing, unexpected or mis-shaped key, and keys given in two spellings, are listed."""
-    expected = expected_hf(config)
+    expected = expected_hf(config, original)
     grouped: dict[str, dict[Optional[str], list[str]]] = {}
     for key in tensors:
         base, part = _split_normed(key)
@@ -293,8 +295,8 @@ def read_hf_folder(path: str | Path) -> tuple[DACConfig, dict]:
     config = config_from_hf(header, str(path / CONFIG_FILE))
     tensors = _read_tensors(path)
     source = str(path / (WEIGHTS_FILE if (path / WEIGHTS_FILE).is_file() else INDEX_FILE))
-    state_dict = hf_to_state_dict(tensors, config, source)
-    return config, state_dict_to_variables(state_dict, config, source=source)
+    original = expected_parameters(config)  # traced once, for both the check and the tree
+    return config, to_variables(hf_to_state_dict(tensors, config, source, original), original)
 
 
 def replaceable(path: str | Path) -> bool:

@@ -32,3 +32,9 @@ class DataError(DacJaxError, ValueError):
 
 class EquivalenceError(DacJaxError, AssertionError):
     """The imported model does not reproduce the original within the stated tolerances."""
+
+
+class LostProcessError(DacJaxError, RuntimeError):
+    """A multi-process job lost one of its processes (killed, preempted, its host down): the
+    collectives of the others fail. The checkpoints are kept; the job resumes when every process
+    is started again with the same command."""

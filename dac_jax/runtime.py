@@ -64,20 +64,35 @@ def use_compilation_cache(folder: Optional[str] = None) -> Optional[Path]:
 # -- many hosts ------------------------------------------------------------------------------------------
 
 
+def check_distributed(
+    coordinator_address: Optional[str] = None, num_processes: Optional[int] = None, process_id: Optional[int] = None,
+) -> None:
+    """:class:`UsageError` unless the three many-hosts settings are all given (and consistent: a
+    ``host:port`` address, a process id in range) or none is."""
+    given = [v is not None for v in (coordinator_address, num_processes, process_id)]
+    if any(given) and not all(given):
+        raise UsageError("--coordinator_address, --num_processes and --process_id go together "
+                         "(or give none of them, to let JAX detect the cluster)")
+    if not all(given):
+        return
+    host, _, port = coordinator_address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--coordinator_address must be host:port (e.g. 10.0.0.1:1234); got {coordinator_address!r}")
+    if num_processes < 1:
+        raise UsageError(f"--num_processes must be >= 1; got {num_processes}")
+    if not 0 <= process_id < num_processes:
+        raise UsageError(f"--process_id must be in 0..{num_processes - 1}; got {process_id}")
+
+
 def initialize_distributed(
     coordinator_address: Optional[str] = None, num_processes: Optional[int] = None, process_id: Optional[int] = None,
 ) -> None:
     """Join a multi-process JAX job (``jax.distributed.initialize``): with all three arguments, or
     with none (the cluster's auto-detection: SLURM, Open MPI, TPU pods, ...). CPU processes talk
-    through gloo. :class:`UsageError` for a partial set, or a process id out of range."""
-    given = [v is not None for v in (coordinator_address, num_processes, process_id)]
-    if any(given) and not all(given):
-        raise UsageError("--coordinator_address, --num_processes and --process_id go together "
-                         "(or give none of them, to let JAX detect the cluster)")
-    if all(given) and not 0 <= process_id < num_processes:
-        raise UsageError(f"--process_id must be in 0..{num_processes - 1}; got {process_id}")
+    through gloo. :class:`UsageError` for a partial or inconsistent set (:func:`check_distributed`)."""
+    check_distributed(coordinator_address, num_processes, process_id)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    if all(given):
+    if coordinator_address is not None:
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
     else:
         jax.distributed.initialize()

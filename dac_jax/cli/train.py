@@ -9,7 +9,8 @@ bound names and their keys are the original DAC's
 ``train/build_dataset.folders`` / ``val/build_dataset.folders``, ``train/AudioDataset.*``,
 ``lambdas``, ``batch_size``, ``num_iters``, ``valid_freq``, ... so the original's config files
 load with few changes. Additions: ``devices``, ``log_freq``, ``keep_checkpoints``,
-``generator_weights`` / ``discriminator_weights`` (fine-tuning), ``distributed``, ``dry_run``.
+``generator_weights`` / ``discriminator_weights`` (fine-tuning), ``distributed`` and
+``coordinator_address`` / ``num_processes`` / ``process_id`` (many hosts), ``dry_run``.
 
 Every key is used or refused, never accepted and ignored. :func:`parse_args` reads the command
 line and the YAML file (``--args.load``; ``$include`` and ``$vars`` as argbind reads them) with
@@ -56,6 +57,7 @@ from dac_jax.cli.common import one_line_errors
 from dac_jax.errors import UsageError
 from dac_jax.model.config import DACConfig, VAEConfig
 from dac_jax.model.discriminator import BANDS, DiscriminatorConfig
+from dac_jax.runtime import check_distributed, initialize_distributed
 from dac_jax.train.augment import AugmentConfig
 from dac_jax.train.checkpoint import to_json
 from dac_jax.train.config import LossWeights, StepConfig, TrainConfig
@@ -254,6 +256,9 @@ def train(
     generator_weights: str = None,
     discriminator_weights: str = None,
     distributed: bool = False,
+    coordinator_address: str = None,
+    num_processes: int = None,
+    process_id: int = None,
     dry_run: bool = False,
     time_limit: float = 0.0,
     model: str = "dac",
@@ -272,7 +277,12 @@ def train(
             dac-jax folder; DAC-VAE: the original's checkpoint.pt, a bare state dict or a dac-jax folder); their
             architecture must be the configured model's.
         discriminator_weights: fine-tune from the original's discriminator weights (.pth).
-        distributed: call jax.distributed.initialize() first (multi-host).
+        distributed: join a multi-host job found by JAX's cluster detection (SLURM, Open MPI, TPU pods:
+            ``jax.distributed.initialize()`` without arguments).
+        coordinator_address: many hosts without a cluster manager: host:port of process 0, reachable from
+            every host; with num_processes and process_id, the same command on every host.
+        num_processes: many hosts: how many processes the job has.
+        process_id: many hosts: this process's index, 0..num_processes-1.
         time_limit: stop after this many minutes of training (0: no limit), validating and
             checkpointing at the step where it stops, as at the last step.
         dry_run: check the configuration, print it resolved as JSON, and exit.
@@ -288,11 +298,13 @@ def train(
     )
     if args.get("args.save"):  # argbind's --args.save, once the configuration is known to be good
         argbind.dump_args({k: v for k, v in args.items() if not k.startswith("args.")}, args["args.save"])
+    hosts = (coordinator_address, num_processes, process_id)
+    check_distributed(*hosts)
     if dry_run:
         print(json.dumps(to_json(config), indent=1))
         return 0
-    if distributed:
-        jax.distributed.initialize()
+    if distributed or any(v is not None for v in hosts):
+        initialize_distributed(*hosts)
     generator, discriminator = fine_tune_weights(config, generator_weights, discriminator_weights)
     # deferred: the loop imports the training stack (tensorflow through tf.data and clu, orbax),
     # seconds that --help and --dry_run do not need
@@ -432,6 +444,11 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _is_address(v: str) -> bool:
+    host, _, port = v.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -540,6 +557,8 @@ RULES: dict[str, Rule] = {
     "lambdas": Rule("a mapping of loss names to numbers", lambda v: isinstance(v, dict) and all(
         isinstance(k, str) and _is_number(x) for k, x in v.items())),
     "generator_weights": _optional(TEXT), "discriminator_weights": _optional(TEXT), "distributed": BOOL,
+    "coordinator_address": _optional(Rule("host:port", lambda v: isinstance(v, str) and _is_address(v))),
+    "num_processes": _optional(POSITIVE_INT), "process_id": _optional(COUNT),
     "dry_run": BOOL, "time_limit": NON_NEGATIVE, "model": Rule("dac or vae", lambda v: v in ("dac", "vae")),
     "hold_base_steps": COUNT, "kl_final": NON_NEGATIVE,
     "amp": _only(False, "mixed precision is not implemented: the step runs in float32"),

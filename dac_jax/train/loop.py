@@ -29,7 +29,7 @@ import numpy as np
 from clu import metric_writers, metrics as clu_metrics, periodic_actions
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from dac_jax.errors import DacJaxError, UsageError
+from dac_jax.errors import DacJaxError, LostProcessError, UsageError
 from dac_jax.train import step as S
 from dac_jax.train.checkpoint import BEST_METRIC, Checkpoints
 from dac_jax.train.config import TrainConfig
@@ -132,12 +132,30 @@ def _check_period(config: TrainConfig) -> None:
                          f"several hosts must be a whole number of batches of {config.batch_size}")
 
 
+def _validation_pipeline(config: TrainConfig) -> AudioPipeline:
+    groups = config.val_groups or config.train_groups
+    return AudioPipeline(_data_config(config, groups, config.val_duration, config.val_batch_size, config.seed))
+
+
 def validation_batches(config: TrainConfig) -> list[np.ndarray]:
     """The fixed validation set (whole batches only: one compiled shape), this host's share."""
-    groups = config.val_groups or config.train_groups
-    size = config.val_batch_size
-    pipeline = AudioPipeline(_data_config(config, groups, config.val_duration, size, config.seed))
-    return [b["audio"] for b in pipeline.validation_dataset(config.num_val_examples, batch_size=size).as_numpy_iterator()]
+    pipeline = _validation_pipeline(config)
+    return [b["audio"] for b in pipeline.validation_dataset(
+        config.num_val_examples, batch_size=config.val_batch_size).as_numpy_iterator()]
+
+
+def sample_audio(config: TrainConfig, val: list[np.ndarray]) -> Optional[np.ndarray]:
+    """The validation items ``sample_items`` whose reconstructions the run writes, on process 0
+    (None on the others, which write no audio). ``val`` is this host's share of the validation
+    set; on several hosts process 0 reads the items it does not hold (a one-host view of the same
+    list), so the samples are the items a one-host run writes."""
+    if not config.sample_every or config.n_samples <= 0 or jax.process_index() > 0:
+        return None
+    if jax.process_count() > 1:
+        one_host = _validation_pipeline(config).validation_dataset(
+            config.num_val_examples, batch_size=config.val_batch_size, process_index=0, process_count=1)
+        val = [b["audio"] for b in one_host.as_numpy_iterator()]
+    return np.concatenate(val)[list(config.sample_items)] if val else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,11 +174,11 @@ def validate(eval_step, state: TrainState, batches: list[np.ndarray], mesh: Mesh
     return {f"val/{k}": float(v) / count for k, v in jax.device_get(sums).items()}
 
 
-def write_samples(writer, state: TrainState, batches: list[np.ndarray], config: TrainConfig, step: int) -> None:
-    """Reconstructions of the validation items ``sample_items`` (and, at step 0, the inputs)."""
-    if not batches or config.n_samples <= 0:
+def write_samples(writer, state: TrainState, audio: Optional[np.ndarray], config: TrainConfig, step: int) -> None:
+    """Reconstructions of the sample items ``audio`` (:func:`sample_audio`; at step 0 the inputs too).
+    Process 0 alone computes them, on its own device, from the replicated parameters."""
+    if audio is None:
         return
-    audio = np.concatenate(batches)[list(config.sample_items)]
     recons = _reconstruct(config.step.model, jax.device_get(state.generator), audio)
     audios = {f"recons/sample_{i}": np.asarray(recons[i]).T[None] for i in range(len(audio))}
     if step == 0:
@@ -286,6 +304,7 @@ class PeriodicActions:
     checkpoints: Checkpoints
     eval_step: Callable
     val: list[np.ndarray]
+    samples: Optional[np.ndarray]  # sample_audio: process 0 only
     report: periodic_actions.ReportProgress
 
     def baseline(self, state: TrainState) -> None:
@@ -293,7 +312,7 @@ class PeriodicActions:
         if self.val and self.config.valid_every:
             self._validate(0, state)
         if self.config.sample_every:
-            write_samples(self.writer, state, self.val, self.config, 0)
+            write_samples(self.writer, state, self.samples, self.config, 0)
 
     def __call__(self, step: int, state: TrainState, metrics: TrainMetrics, last: bool) -> None:
         """The actions due after ``step`` steps (``last``: all of them); progress is reported always."""
@@ -307,8 +326,8 @@ class PeriodicActions:
         if self.val and itstime(step, config.valid_every, last):
             with self.report.timed("validate"):
                 val_metrics = self._validate(step, state)
-        if self.val and itstime(step, config.sample_every, last):
-            write_samples(self.writer, state, self.val, config, step)
+        if itstime(step, config.sample_every, last):
+            write_samples(self.writer, state, self.samples, config, step)
         if checkpoint_due:
             self._save(step, state, val_metrics)
 
@@ -369,7 +388,7 @@ def train_and_evaluate(
     workdir = Path(workdir)
     _check_workdir(workdir)
     mesh = S.make_mesh(config.devices)
-    _check_divisible(config, mesh.size * jax.process_count())
+    _check_divisible(config, mesh.size)  # the mesh spans every process's devices
     _check_period(config)
     # everything that can fail before the run's folders are made: the data (a missing or empty
     # source must not leave folders behind), the state, the steps traced for the run's shapes
@@ -384,14 +403,31 @@ def train_and_evaluate(
     _log_start(writer, state, mesh, config)
     report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
                                              every_steps=config.log_every, every_secs=None)
-    actions = PeriodicActions(config, mesh, writer, checkpoints, eval_step, val, report)
+    actions = PeriodicActions(config, mesh, writer, checkpoints, eval_step, val, sample_audio(config, val), report)
     if int(state.step) == 0:
         actions.baseline(state)
     batches = train_batches(pipeline, int(state.step), config.stream_period)
-    state = run_steps(state, batches, train_step, mesh, config, actions)
+    try:
+        state = run_steps(state, batches, train_step, mesh, config, actions)
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise
+        raise lost_process(e, checkpoints) from None
     writer.flush()
     checkpoints.close()
     return state
+
+
+def lost_process(error: Exception, checkpoints: Checkpoints) -> LostProcessError:
+    """What a process of a multi-process job says when a collective fails because another
+    process is gone (gloo: "Connection reset by peer"; NCCL and the coordination service in their
+    words): one line, with where the job will resume."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    latest = checkpoints.latest_step()
+    where = f"step {latest}" if latest is not None else "the start (no checkpoint yet)"
+    return LostProcessError(
+        f"process {jax.process_index()} of {jax.process_count()}: the job lost a process ({first}); start every "
+        f"process again with the same command to resume from {where} in {checkpoints.directory.parent}")
 
 
 def raise_if_diverged(state: TrainState, accumulated: Optional[clu_metrics.Collection]) -> None:

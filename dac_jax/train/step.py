@@ -229,14 +229,17 @@ def eval_step(generator: Any, audio: jax.Array, config: StepConfig, seed: int = 
 
 
 def make_mesh(devices: int | None = None) -> Mesh:
-    """A one-axis ``"data"`` mesh over the first ``devices`` devices (all when None)."""
-    available = jax.devices()
-    n = len(available) if devices is None else int(devices)
-    if not 1 <= n <= len(available):
+    """A one-axis ``"data"`` mesh over the first ``devices`` local devices of every process (all
+    when None): on several hosts each contributes the same number, in process order."""
+    local = jax.local_devices()
+    n = len(local) if devices is None else int(devices)
+    if not 1 <= n <= len(local):
         from dac_jax.errors import UsageError
 
-        raise UsageError(f"asked for {devices} devices; {len(available)} are available ({available[0].platform})")
-    return jax.make_mesh((n,), (AXIS,), devices=available[:n])
+        raise UsageError(f"asked for {devices} devices; {len(local)} are available on this host ({local[0].platform})")
+    chosen = [d for p in range(jax.process_count()) for d in
+              sorted((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)[:n]]
+    return jax.make_mesh((len(chosen),), (AXIS,), devices=chosen)
 
 
 def make_train_step(mesh: Mesh, config: StepConfig):

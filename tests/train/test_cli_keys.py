@@ -108,3 +108,16 @@ def test_a_missing_or_malformed_config_file_is_one_line(text, message, tmp_path)
     line = one_line_error(train("--args.load", str(path), "--save_path", str(tmp_path / "run")))
     assert f"error: {path}: {message}" in line, line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--coordinator_address", "127.0.0.1", "--num_processes", "2", "--process_id", "0"],
+     "--coordinator_address must be host:port"),
+    (["--coordinator_address", "127.0.0.1:1234", "--num_processes", "2"], "go together"),
+    (["--coordinator_address", "127.0.0.1:1234", "--num_processes", "2", "--process_id", "2"],
+     "--process_id must be in 0..1; got 2"),
+])  # the many-hosts flags themselves: tests/train/test_multihost.py (2 real processes)
+def test_many_hosts_flags_are_checked_before_joining_a_job(flags, message, tiny_yml, tmp_path):
+    line = one_line_error(train("--args.load", str(tiny_yml), "--save_path", str(tmp_path / "run"), *flags))
+    assert message in line, line
+    assert not (tmp_path / "run").exists()

@@ -1,4 +1,4 @@
-"""dac-jax on the command line: encode, decode, tokenize, detokenize, demo, convert, export, download.
+"""dac-jax on the command line: encode, decode, tokenize, detokenize, evaluate, demo, convert, export, download.
 
 ``python -m dac_jax COMMAND`` (and ``compress.py``); the trainer's is :mod:`dac_jax.cli.train`
 (behind ``train.py``).
@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Optional
 
 from dac_jax import options
-from dac_jax.cli import codec, tokens, weights
+from dac_jax.cli import codec, evaluate, tokens, weights
 from dac_jax.cli.common import Parser, integer, option, run
 from dac_jax.demo import run_demo
 
@@ -28,6 +28,7 @@ def build_parser(prog: str = "python -m dac_jax") -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     codec.add_commands(sub)
     tokens.add_commands(sub)
+    evaluate.add_commands(sub)
 
     p = sub.add_parser("demo", help="round-trip an example clip through a model and report shapes, bitrate, time")
     p.add_argument("--model_type", default="44khz", help="44khz, 44khz-16kbps, 24khz or 16khz")

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dac_jax import options, runtime
+from dac_jax import options, runtime, stream
 from dac_jax.codec import compress as dac_files, latents as vae_files
 from dac_jax.codec.batch import FILES
 from dac_jax.codec.signal import DecodedAudio
@@ -93,6 +93,21 @@ class _Facade:
         """Write the original's format (needs torch): DAC's released ``.pth`` (loads with
         ``dac.DAC.load``), DAC-VAE's ``checkpoint.pt`` (``{"generator", "config"}``)."""
         return type(self)._export(path, self.variables, self.config)
+
+    # -- streaming (dac_jax.stream) ---------------------------------------------------------------
+
+    def stream_decoder(self, batch_size: int = 1) -> stream.StreamDecoder:
+        """``push(frames [B, C, k])`` -> the audio now final; ``flush()`` -> the rest: together, ``decode``."""
+        return stream.stream_decoder(self, batch_size)
+
+    def stream_encoder(self, batch_size: int = 1, n_quantizers: Optional[int] = None) -> stream.StreamEncoder:
+        """``push(audio [B, 1, t])`` -> the frames now final; ``flush()`` -> the rest: together, ``encode``."""
+        return stream.stream_encoder(self, batch_size, n_quantizers)
+
+    @property
+    def stream_latency(self) -> stream.StreamLatency:
+        """What must arrive after a frame before its output is final (samples, frames, ms)."""
+        return stream.latency(self.module)
 
 
 class Codec(_Facade, DACModel):

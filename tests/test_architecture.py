@@ -2,7 +2,8 @@
 points down, none closes a cycle, and no module imports another module's ``_private`` names.
 
 The layers, bottom up (DESIGN.md): base utilities -> ``nn`` / ``audio`` -> ``model`` -> the
-``runtime`` and training -> ``weights`` / ``codec`` -> the ``api`` facade -> ``demo`` -> ``cli``.
+``runtime`` / ``stream`` and training -> ``weights`` / ``codec`` -> the ``api`` facade and the evaluator
+-> ``demo`` -> ``cli``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ RANKS = {
     "errors": 0, "options": 0, "fileio": 0, "version": 0, "tokens": 0,
     "nn": 1, "audio": 1,
     "model": 2,
-    "runtime": 3, "train": 3,
+    "runtime": 3, "stream": 3, "train": 3,
     "weights": 4, "codec": 4,
-    "api": 5,
+    "api": 5, "evaluate": 5,
     "demo": 6,
     "cli": 7, "__main__": 7, "__init__": 7,
 }

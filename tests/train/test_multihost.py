@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -103,16 +102,12 @@ def test_two_processes_train_as_one_process_with_two_devices(job):
     two_log = (job["root"] / "two_processes.0.log").read_text()
     assert "2 device(s)" in two_log  # the global mesh: one device from each process
 
-    init = jax.device_get(tiny_state())
     a, b = _restore(one, STEPS), _restore(job["save"], STEPS)
     assert int(a.step) == int(b.step) == STEPS and int(a.bad_step) == int(b.bad_step) == -1
-    worst = 0.0
-    for x, y, x0 in zip(*(jax.tree_util.tree_leaves((s.generator, s.discriminator)) for s in (a, b, init))):
-        x, y, x0 = (np.asarray(v, np.float64) for v in (x, y, x0))
-        worst = max(worst, np.abs(x - y).max() / max(np.abs(x - x0).max(), 1e-12))
-    # the tolerance of the emulated 2-device test (tests/train/multidevice_check.py explains the scale);
-    # measured here: 0 (a sum of two per-device gradients is the same in either order)
-    assert worst < 1e-2, worst
+    # bit for bit (measured): each device computes the same half-batch in both runs, and the mean of
+    # two per-device gradients is the same sum in either order, in-process or through gloo. (The
+    # emulated 2-device test allows 1e-2 of an update against 1 device: a different batch split.)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
 
     # the same metrics, from process 0 of the 2-process job
     ea, eb = events(one / "logs"), events(job["save"] / "logs")
@@ -133,13 +128,8 @@ def scalars(acc, tag: str) -> list[float]:
     return [float(make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)]
 
 
-def tiny_state():
-    from dac_jax.train import state as St
-
-    return St.create_train_state(tiny.fast(), seed=0)
-
-
-@pytest.mark.parametrize("victim", [0, 1])
+@pytest.mark.parametrize("victim", [0])  # the coordinator: its loss ends the other process too (measured: process 1
+# killed instead, process 0 fails in its next all-reduce just the same; not repeated here, for the suite's time)
 def test_sigkill_one_process_then_restart_ends_bit_exact(job, victim):
     save = job["root"] / f"killed_{victim}"
     procs = start_job(job["cfg"], save)
@@ -156,6 +146,11 @@ def test_sigkill_one_process_then_restart_ends_bit_exact(job, victim):
     finally:
         kill(procs)
     assert procs[victim].returncode == -signal.SIGKILL
+    # what the survivor said: one line naming the step the job will resume from (JAX's coordination
+    # service may then end the process from C++, with its own log)
+    survivor = (job["root"] / f"killed_{victim}.{1 - victim}.log").read_text()
+    assert "error: process" in survivor and "the job lost a process" in survivor, survivor[-3000:]
+    assert "Traceback" not in survivor, survivor[-3000:]
     done = [int(p.name) for p in (save / "checkpoints").iterdir() if p.name.isdigit()]
     assert max(done) < STEPS, done  # it really was interrupted
 

@@ -4,7 +4,8 @@ through gloo (``--coordinator_address``, ``--num_processes``, ``--process_id``).
 * 2 processes x 1 device train as 1 process x 2 devices (same global batch): same parameters,
   validation metrics and logs; only process 0 writes logs and audio samples.
 * one process SIGKILLed mid-run, both restarted with the same command: the run ends bit for bit
-  where an uninterrupted 2-process run ends.
+  where an uninterrupted 2-process run ends (the resume path of one process too: nothing in it
+  depends on the process count, and the kill of one host of two is the harder case).
 
 Every process has a deadline; loopback addresses only, a free port per job.
 """
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 
 from tests.train import tiny
-from tests.train.test_train_cli import ROOT, _restore, _wait_for_checkpoint, train_cmd
+from tests.train.test_train_cli import ROOT, _restore, train_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -74,6 +75,18 @@ def kill(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
+def wait_for_checkpoint(save_path: Path, step: int, procs: list[subprocess.Popen], timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (save_path / "checkpoints" / str(step) / "_CHECKPOINT_METADATA").exists():
+            return
+        for i, p in enumerate(procs):
+            log = save_path.parent / f"{save_path.name}.{i}.log"
+            assert p.poll() is None, f"process {i} exited {p.returncode}:\n{log.read_text()[-3000:]}"
+        time.sleep(0.2)
+    raise AssertionError(f"no checkpoint {step} within {timeout} s")
+
+
 def events(logs: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -121,6 +134,14 @@ def test_two_processes_train_as_one_process_with_two_devices(job):
     writers = [f for f in (job["save"] / "logs").iterdir() if f.name.startswith("events.")]
     assert len(writers) == 1, writers
 
+    # what a run leaves: TensorBoard scalars of both kinds, audio samples, the kept checkpoints
+    tags = set(ea.Tags()["tensors"])
+    assert {"train/mel/loss", "train/loss", "train/adv/disc_loss", "val/mel/loss", "val/sisdr", "steps_per_sec"} <= tags
+    assert any(t.startswith("recons/sample_0") for t in tags)
+    assert [e.step for e in ea.Tensors("train/loss")] == [1, 2, 3, 4, 5, 6]
+    for run in (one, job["save"]):
+        assert sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4, 6]
+
 
 def scalars(acc, tag: str) -> list[float]:
     from tensorboard.util.tensor_util import make_ndarray
@@ -134,7 +155,7 @@ def test_sigkill_one_process_then_restart_ends_bit_exact(job, victim):
     save = job["root"] / f"killed_{victim}"
     procs = start_job(job["cfg"], save)
     try:
-        _wait_for_checkpoint(save, 2, procs[0], timeout=DEADLINE)
+        wait_for_checkpoint(save, 2, procs, timeout=DEADLINE)
         procs[victim].send_signal(signal.SIGKILL)
         procs[victim].wait()
         # the survivor loses its peer: it fails by itself (gloo or the coordination service notices)

@@ -1,14 +1,13 @@
-"""train.py as users run it: configs, a real run with TensorBoard logs and checkpoints, a SIGKILL
-and a resume that ends where an uninterrupted run ends, a diverging run that stops cleanly."""
+"""train.py as users run it: configs, bad configs, a diverging run that stops cleanly, fine-tuning.
+A real run's TensorBoard logs and checkpoints, and a SIGKILL and a resume that end where an
+uninterrupted run ends: tests/train/test_multihost.py (one process, and two)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -90,55 +89,6 @@ def _restore(save_path: Path, step: int) -> St.TrainState:
     ckpts.close()
     assert record["step"] == step
     return jax.device_get(state)
-
-
-def _wait_for_checkpoint(save_path: Path, step: int, proc: subprocess.Popen, timeout: float = 600) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if (save_path / "checkpoints" / str(step) / "_CHECKPOINT_METADATA").exists():
-            return
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        time.sleep(0.2)
-    raise AssertionError(f"no checkpoint {step} within {timeout} s")
-
-
-@pytest.mark.slow
-def test_sigkill_then_resume_ends_where_a_straight_run_ends(tmp_path):
-    groups = tiny.write_corpus(tmp_path / "data")
-    cfg = tiny.write_config(tmp_path / "tiny.yml", groups)
-
-    straight = run(train_cmd(cfg, tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr[-3000:]
-
-    victim = subprocess.Popen(train_cmd(cfg, tmp_path / "killed"), cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    try:
-        _wait_for_checkpoint(tmp_path / "killed", 2, victim)
-    finally:
-        victim.send_signal(signal.SIGKILL)
-        victim.communicate()
-    assert victim.returncode == -signal.SIGKILL
-    killed_at = max(int(p.name) for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.name.isdigit())
-    assert killed_at < 6  # it really was interrupted
-
-    resumed = run(train_cmd(cfg, tmp_path / "killed"))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed from" in resumed.stderr
-
-    a, b = _restore(tmp_path / "straight", 6), _restore(tmp_path / "killed", 6)
-    assert int(a.step) == int(b.step) == 6
-    jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)  # bit for bit
-
-    # what the run leaves: TensorBoard scalars of both kinds, audio samples, kept checkpoints
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(tmp_path / "straight" / "logs"), size_guidance={"tensors": 0})
-    events.Reload()
-    tags = set(events.Tags()["tensors"])
-    assert {"train/mel/loss", "train/loss", "train/adv/disc_loss", "val/mel/loss", "val/sisdr", "steps_per_sec"} <= tags
-    assert any(t.startswith("recons/sample_0") for t in tags)
-    assert [e.step for e in events.Tensors("train/loss")] == [1, 2, 3, 4, 5, 6]
-    assert sorted(int(p.name) for p in (tmp_path / "straight" / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4, 6]
 
 
 @pytest.mark.slow

@@ -409,13 +409,33 @@ def train_and_evaluate(
     batches = train_batches(pipeline, int(state.step), config.stream_period)
     try:
         state = run_steps(state, batches, train_step, mesh, config, actions)
-    except jax.errors.JaxRuntimeError as e:
-        if jax.process_count() == 1:
+    except Exception as e:  # noqa: BLE001 - only a lost peer is translated; the rest is raised as it is
+        if not lost_peer(e):
             raise
         raise lost_process(e, checkpoints) from None
     writer.flush()
     checkpoints.close()
     return state
+
+
+#: what a collective's failure says when another process is gone (gloo, NCCL, the coordination service)
+_LOST_PEER = ("Gloo", "Connection reset by peer", "Connection closed by peer", "NCCL", "coordination service")
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is a collective failing because another process of a
+    multi-process job is gone: in a step's all-reduce (``JaxRuntimeError``) or in Orbax's barrier
+    during a save (a ``ValueError`` around the same gloo error)."""
+    if jax.process_count() == 1 or isinstance(error, DacJaxError):
+        return False
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (jax.errors.JaxRuntimeError, ValueError, RuntimeError)) and any(
+                word in str(error) for word in _LOST_PEER):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def lost_process(error: Exception, checkpoints: Checkpoints) -> LostProcessError:

@@ -339,6 +339,11 @@ class _Streamer:
         self.frames = 0  # frames pushed
         self._emitted = 0  # outputs returned (output samples or frames)
         self._block: Optional[tuple] = None  # the shape of a one-frame block, for flush's zeros
+        self._done = False  # flushed: the state has drained, nothing more can follow
+
+    def _check_open(self, what: str) -> None:
+        if self._done:
+            raise UsageError(f"{what} after flush: this stream is done; start a new one for more")
 
     def _push(self, block: jax.Array, length: Optional[int] = None):
         t0 = self.spec.stream.start + self.frames * self.spec.stream.rate
@@ -370,18 +375,41 @@ class StreamDecoder(_Streamer):
         self._block_dtype = jnp.int32 if isinstance(model.module, DAC) else jnp.float32
 
     def push(self, frames: Any) -> np.ndarray:
-        frames = jnp.asarray(frames, self._block_dtype)
+        self._check_open("push")
+        frames = np.asarray(frames)
         if frames.ndim != 3 or frames.shape[0] != self.batch_size or frames.shape[-1] < 1:
             raise UsageError(f"push takes [{self.batch_size}, channels, frames >= 1]; got {frames.shape}")
         if self._block is not None and frames.shape[1] != self._block[1]:
             raise UsageError(f"{frames.shape[1]} channels after {self._block[1]}: one stream, one width")
+        self._check_frames(frames)
         self._block = frames.shape[:-1] + (1,)
-        return self._push(frames)
+        return self._push(jnp.asarray(frames, self._block_dtype))
+
+    def _check_frames(self, frames: np.ndarray) -> None:
+        """What ``decode`` refuses, refused here too: codes that are not codebook indices, latents
+        that are not finite, or the wrong width."""
+        config = self._model.module.config
+        if isinstance(self._model.module, DAC):
+            if not 1 <= frames.shape[1] <= config.n_codebooks:
+                raise UsageError(f"push takes codes [batch, n (1..{config.n_codebooks}), frames]; got {frames.shape}")
+            if not np.issubdtype(frames.dtype, np.integer):
+                raise UsageError(f"push takes integer codes; got {frames.dtype}")
+            lo, hi = int(frames.min()), int(frames.max())
+            if lo < 0 or hi >= config.codebook_size:
+                raise UsageError(f"codes must be in 0..{config.codebook_size - 1}; found {lo}..{hi}")
+            return
+        if frames.shape[1] != config.latent_dim:
+            raise UsageError(f"push takes latents [batch, {config.latent_dim}, frames]; got {frames.shape}")
+        if not np.issubdtype(frames.dtype, np.floating) or not np.isfinite(frames).all():
+            raise UsageError(f"push takes finite floating-point latents; got {frames.dtype}"
+                             f"{' with NaN or Inf' if np.issubdtype(frames.dtype, np.floating) else ''}")
 
     def flush(self) -> np.ndarray:
         """The rest of the audio; the stream is then done."""
+        self._check_open("flush")
         if self._block is None:
             raise UsageError("flush before any push: nothing to decode")
+        self._done = True
         return self._drain(self._model.module.decoder_samples(self.frames))
 
 
@@ -399,9 +427,15 @@ class StreamEncoder(_Streamer):
         self._pending = np.zeros((batch_size, 1, 0), np.float32)
 
     def push(self, audio: Any):
-        audio = np.asarray(audio, np.float32)
+        self._check_open("push")
+        audio = np.asarray(audio)
         if audio.ndim != 3 or audio.shape[:2] != (self.batch_size, 1):
             raise UsageError(f"push takes [{self.batch_size}, 1, samples]; got {audio.shape}")
+        if not np.issubdtype(audio.dtype, np.floating):
+            raise UsageError(f"push takes floating-point audio (float32 in [-1, 1]); got {audio.dtype}")
+        if not np.isfinite(audio).all():
+            raise UsageError("push: the audio contains NaN or Inf samples")
+        audio = audio.astype(np.float32, copy=False)
         audio = np.concatenate([self._pending, audio], axis=-1)
         whole = audio.shape[-1] // self.spec.in_rate * self.spec.in_rate
         self._pending = audio[..., whole:]
@@ -411,13 +445,15 @@ class StreamEncoder(_Streamer):
 
     def flush(self):
         """The remaining frames (the last partial hop zero-padded, as ``encode`` pads); the stream is done."""
+        self._check_open("flush")
+        if self.frames == 0 and not self._pending.shape[-1]:
+            raise UsageError("flush before any audio: nothing to encode")
+        self._done = True
         out = []
         if self._pending.shape[-1]:
             pad = self.spec.in_rate - self._pending.shape[-1]
             out.append(self._push(jnp.asarray(np.pad(self._pending, ((0, 0), (0, 0), (0, pad))))))
             self._pending = self._pending[..., :0]
-        if self.frames == 0:
-            raise UsageError("flush before any audio: nothing to encode")
         out.append(self._drain(self.frames))
         return jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=-1), *out)
 

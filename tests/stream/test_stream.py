@@ -234,6 +234,47 @@ def test_usage_errors():
         codec.stream_encoder(n_quantizers=codec.n_codebooks + 1)
 
 
+@pytest.mark.parametrize("kind", ["dac", "vae"])
+def test_bad_pushes_are_one_line_errors(kind):
+    """What decode / encode refuse, a push refuses too, in one line naming the problem, and a
+    stream that has been flushed takes nothing more."""
+    if kind == "dac":
+        config = PRESETS["tiny"]
+        codec = Codec(config, init_variables(config))
+        n, size = codec.n_codebooks, config.codebook_size
+        good = np.zeros((1, n, 2), np.int32)
+        bad = {"integer codes": good.astype(np.float32), r"0\.\.%d; found 0\.\.%d" % (size - 1, size): good + np.eye(1, 2, dtype=np.int32) * size,
+               "found -1": good - 1, r"n \(1\.\.%d\)" % n: np.zeros((1, n + 1, 2), np.int32)}
+    else:
+        config = VAE_PRESETS["vae-tiny"]
+        codec = VAECodec(config, init_vae_variables(config))
+        good = np.zeros((1, config.latent_dim, 2), np.float32)
+        bad = {"NaN or Inf": np.where(np.arange(2) == 1, np.nan, good).astype(np.float32),
+               "floating-point latents; got int32": good.astype(np.int32),
+               f"latents \\[batch, {config.latent_dim}, frames\\]": np.zeros((1, config.latent_dim + 1, 2), np.float32)}
+    decoder = codec.stream_decoder()
+    for message, frames in bad.items():
+        with pytest.raises(UsageError, match=message) as error:
+            decoder.push(frames)
+        assert "\n" not in str(error.value)
+    assert decoder.push(good).shape[:2] == (1, 1)  # the refusals left the stream as it was
+    decoder.flush()
+    for call in (lambda: decoder.push(good), decoder.flush):
+        with pytest.raises(UsageError, match="after flush"):
+            call()
+
+    encoder = codec.stream_encoder()
+    hop = codec.hop_length
+    for message, audio in {"floating-point audio": np.zeros((1, 1, hop), np.int16),
+                           "NaN or Inf": np.full((1, 1, hop), np.inf, np.float32)}.items():
+        with pytest.raises(UsageError, match=message):
+            encoder.push(audio)
+    encoder.push(np.zeros((1, 1, hop + 3), np.float32))
+    encoder.flush()
+    with pytest.raises(UsageError, match="after flush"):
+        encoder.push(np.zeros((1, 1, hop), np.float32))
+
+
 # -- full size (slow) -----------------------------------------------------------------------------------
 
 

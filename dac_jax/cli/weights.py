@@ -40,7 +40,7 @@ def convert(args) -> None:
 
         print("Verifying against the original PyTorch DAC ...")
         print(verify_against_reference(model, args.input, duration=args.duration))
-    model.save(args.output, metadata={"converted_from": str(Path(args.input).resolve())})
+    model.save(args.output, metadata={"converted_from": str(Path(args.input).resolve()), "source": model.source})
     print(f"Converted {args.input} -> {args.output} ({_describe(model)})")
 
 
@@ -72,9 +72,11 @@ def add_commands(sub) -> None:
     model_type = dict(default="", choices=["", *VAE_TYPES],
                       help="vae24khz-x2 / vae24khz-x3: the input is a DAC-VAE checkpoint (the preset is used "
                       "for a bare state dict)")
-    p = sub.add_parser("convert", help="convert a released-format .pth (or DAC-VAE checkpoint.pt) to a dac-jax checkpoint folder")
+    p = sub.add_parser("convert", help="convert a released-format .pth (or DAC-VAE checkpoint.pt, or a training run) "
+                       "to a dac-jax checkpoint folder")
     p.add_argument("input", help="a .pth in the original's format, DAC-VAE's checkpoint.pt with --model_type, "
-                   "or a Hugging Face DAC (folder or hub id)")
+                   "a Hugging Face DAC (folder or hub id), or a train.py run (its save_path: the best checkpoint; "
+                   "save_path/checkpoints/N: step N)")
     p.add_argument("output", help="folder to write (config.json + params.msgpack)")
     p.add_argument("--model_type", **model_type)
     p.add_argument("--verify", action="store_true", help="compare with the original PyTorch DAC on a test signal")

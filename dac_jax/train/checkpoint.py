@@ -32,8 +32,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+from dac_jax.errors import WeightsError
 
 BEST_METRIC = "val/mel/loss"
 DELETED = ".deleted"  # where steps are moved, atomically, before they are deleted
@@ -44,7 +47,8 @@ class _UnrankedSaves(logging.Filter):
     only the validated saves, by design."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "did not provide metrics" not in record.getMessage()
+        message = record.getMessage()
+        return "did not provide metrics" not in message and "Given directory is read only" not in message
 
 
 logging.getLogger("absl").addFilter(_UnrankedSaves())
@@ -121,3 +125,72 @@ class Checkpoints:
     def close(self) -> None:
         self.manager.close()
 
+
+
+# ---------------------------------------------------------------------------------------------
+# a run's generator, for loading a trained model: load_model(RUN), python -m dac_jax convert RUN OUT
+
+CHECKPOINTS = "checkpoints"
+
+
+def is_run(path: str | Path) -> bool:
+    """Whether ``path`` is a training run's ``save_path`` (it holds ``checkpoints/``)."""
+    return (Path(path) / CHECKPOINTS).is_dir()
+
+
+@dataclasses.dataclass
+class RunGenerator:
+    config: Any  # DACConfig or VAEConfig, from the checkpoint's record
+    params: Any  # the generator's params tree (numpy)
+    step: int
+    metrics: dict  # the validation metrics saved with the step (empty if it was not validated)
+
+
+def _model_config(record: dict, where: Path):
+    from dac_jax.model.config import DACConfig, VAEConfig
+
+    model = (record.get("step_config") or {}).get("model")
+    if not isinstance(model, dict):
+        raise WeightsError(f"{where}: the checkpoint's record has no model configuration")
+    # a DAC's config has the codebook fields, a DAC-VAE's has none
+    cls = DACConfig if "n_codebooks" in model else VAEConfig
+    try:
+        config, ignored = cls.from_kwargs(model)
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"{where}: bad model configuration in the checkpoint's record ({e})") from None
+    if ignored:
+        raise WeightsError(f"{where}: unknown model configuration keys {ignored} in the checkpoint's record")
+    return config
+
+
+def read_run_generator(run: str | Path, step: str | int = "best") -> RunGenerator:
+    """The generator of a training run's checkpoint: ``step`` is ``"best"`` (the lowest validation
+    mel distance; the latest if none was validated), ``"latest"``, or a step number the folder lists.
+    Read only: nothing in the run's folder is created, moved or deleted."""
+    directory = Path(run).absolute() / CHECKPOINTS
+    if not directory.is_dir():
+        raise WeightsError(f"{run}: not a training run (no {CHECKPOINTS}/ folder)")
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0, best_fn=lambda m: m[BEST_METRIC], best_mode="min")
+    manager = ocp.CheckpointManager(directory, options=options)
+    try:
+        steps = sorted(manager.all_steps())
+        if not steps:
+            raise WeightsError(f"{run}: the run has no checkpoint yet")
+        if step == "latest":
+            chosen = steps[-1]
+        elif step == "best":
+            chosen = manager.best_step()
+            chosen = steps[-1] if chosen is None else chosen
+        elif isinstance(step, int) and not isinstance(step, bool) and step in steps:
+            chosen = step
+        else:
+            raise WeightsError(f"{run}: no checkpoint {step!r}; it has steps {', '.join(map(str, steps))} "
+                               f"(or ask for 'best' or 'latest')")
+        # restored as saved (no target): the state's fields as a dict of numpy arrays
+        out = manager.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                            record=ocp.args.JsonRestore()))
+    finally:
+        manager.close()
+    record = dict(out["record"])
+    params = jax.tree_util.tree_map(np.asarray, out["state"]["generator"])
+    return RunGenerator(_model_config(record, directory / str(chosen)), params, chosen, dict(record.get("metrics") or {}))

@@ -11,6 +11,9 @@ Hugging Face           transformers' ``config.json`` +             (none in tran
                        ``model.safetensors``: a folder, or a hub
                        id (``"descript/dac_44khz"``) from the
                        hub's cache or downloaded
+a training run         ``save_path`` (its best checkpoint's        the same
+                       generator) or ``save_path/checkpoints/N``
+the shipped demo       ``"demo16khz"`` (dac_jax/data/demo16khz)    (none)
 =====================  ==========================================  =================================
 
 A folder says which model it holds; a file is read as the model ``kind`` asks for (DAC unless
@@ -52,6 +55,27 @@ def is_model_type(source: Any) -> bool:
     return isinstance(source, str) and source.split("-")[0].lower() in registry.MODEL_TYPES
 
 
+def _training_run(path: Path) -> Optional[tuple[Path, Union[str, int]]]:
+    """``(run, step)`` for a training run's ``save_path`` (its best checkpoint) or one of its
+    checkpoints (``RUN/checkpoints/STEP``); ``None`` for anything else."""
+    if (path / "checkpoints").is_dir():
+        return path, "best"
+    if path.name.isdigit() and path.parent.name == "checkpoints" and path.is_dir():
+        return path.parent.parent, int(path.name)
+    return None
+
+
+def _read_run(run: Path, step: Union[str, int], kind: Optional[str]) -> Weights:
+    from dac_jax.train.checkpoint import read_run_generator  # the train extra (Orbax), only for a run
+
+    found_run = read_run_generator(run, step)
+    found = "vae" if isinstance(found_run.config, VAEConfig) else "dac"
+    if kind is not None and found != kind:
+        raise WeightsError(f"{run}: a {NAMES[found]} training run, not a {NAMES[kind]} model; load it with {_LOADERS[found]}")
+    return Weights(found, found_run.config, {"params": found_run.params},
+                   f"{run} (step {found_run.step}{', its best' if step == 'best' else ''})")
+
+
 def read_weights(
     source: Union[str, Path], kind: Optional[str] = None, *, config: Any = None,
     default_config: Optional[VAEConfigLike] = None, model_bitrate: str = "8kbps", tag: str = "latest",
@@ -69,10 +93,14 @@ def read_weights(
     if kind not in (None, *NAMES):
         raise UsageError(f"kind must be one of {', '.join(NAMES)} or None; got {kind!r}")
     path = Path(source)
-    if not path.exists() and is_model_type(source) and kind != "vae":
+    if not path.exists() and str(source).lower() in registry.DEMO_NAMES and kind != "vae":
+        path = registry.DEMO_MODEL
+    elif not path.exists() and is_model_type(source) and kind != "vae":
         path = registry.download(str(source), model_bitrate, tag)
     elif hub.is_repo_id(source) and kind != "vae":
         path = hub.resolve(str(source), "main" if tag == "latest" else tag)
+    if path.is_dir() and (run := _training_run(path)):
+        return _read_run(*run, kind)
     if path.is_dir() and hf_format.is_hf_folder(path):
         if kind == "vae":
             raise WeightsError(f"{path}: a Hugging Face DAC, not a DAC-VAE model; load it with dac_jax.load_model")
@@ -96,5 +124,5 @@ def read_weights(
         return Weights("dac", ckpt.config, state_dict_to_variables(ckpt.state_dict, ckpt.config, source=str(path)),
                        str(path))
     raise WeightsError(
-        f"{source}: no such file or folder, and not a model type ({', '.join(registry.TYPE_NAMES)})"
+        f"{source}: no such file or folder, and not a model type ({', '.join(registry.TYPE_NAMES + registry.DEMO_NAMES)})"
     )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create and fill the local virtual environment .venv for one purpose, when it is missing or stale.
-#   scripts/setup_env.sh demo   the package and torch (to import PyTorch checkpoints)
+#   scripts/setup_env.sh demo   the package, torch (to import PyTorch checkpoints), matplotlib and the quality scores
 #   scripts/setup_env.sh test   the package, the test tools and the PyTorch reference (DAC_SPEC 7)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip
 case "$purpose" in
-    demo) "${pip[@]}" install -q -e '.[torch]' ;;
+    demo) "${pip[@]}" install -q -e '.[demo]' ;;
     test)
         "${pip[@]}" install -q -e '.[dev]'
         bash scripts/install_reference.sh "$venv"

@@ -20,7 +20,7 @@ from dac_jax.demo import run_demo
 
 
 def _demo(args) -> None:
-    run_demo(args.model_type, args.output, args.duration, args.seed)
+    run_demo(args.model_type, args.output, args.duration, args.seed, args.random)
 
 
 def build_parser(prog: str = "python -m dac_jax") -> Parser:
@@ -30,13 +30,17 @@ def build_parser(prog: str = "python -m dac_jax") -> Parser:
     tokens.add_commands(sub)
     evaluate.add_commands(sub)
 
-    p = sub.add_parser("demo", help="round-trip an example clip through a model and report shapes, bitrate, time")
-    p.add_argument("--model_type", default="44khz", help="44khz, 44khz-16kbps, 24khz or 16khz")
-    p.add_argument("--output", default="runs/demo", help="folder for input.wav and output.wav")
+    p = sub.add_parser("demo", help="round-trip a spoken sentence and a chord through a model; report the "
+                       "evaluator's metrics, shapes, bitrate, time")
+    p.add_argument("--model_type", default="44khz",
+                   help="44khz, 44khz-16kbps, 24khz, 16khz (released: cached or downloaded, else the shipped demo "
+                   "model), or demo16khz (the shipped demo model)")
+    p.add_argument("--output", default="runs/demo", help="folder for input.wav, output.wav, spectrograms.png, ...")
     p.add_argument("--duration", type=option(lambda d: options.real("duration", d, 0, 600, " seconds", True)),
-                   default=5.0, help="seconds of example audio")
-    p.add_argument("--seed", type=option(options.seed, integer), default=0,
-                   help="seed of the random weights when none are cached")
+                   default=None, help="seconds of example audio (default: the whole 5.5 s clip; cut or repeated)")
+    p.add_argument("--random", action="store_true",
+                   help="random weights of --model_type's architecture instead of released ones (shapes and speed only)")
+    p.add_argument("--seed", type=option(options.seed, integer), default=0, help="seed of the --random weights")
     p.set_defaults(func=_demo)
 
     weights.add_commands(sub)

@@ -16,7 +16,7 @@ from dac_jax.runtime import Model, use_compilation_cache
 from dac_jax.weights import hub
 from dac_jax.weights.native import model_of
 
-DAC_TYPES = ("44khz", "24khz", "16khz")
+DAC_TYPES = ("44khz", "24khz", "16khz", "demo16khz")  # released, and the demo model that ships with dac-jax
 VAE_TYPES = ("vae24khz-x2", "vae24khz-x3")
 
 

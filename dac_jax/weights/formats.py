@@ -94,6 +94,8 @@ def read_weights(
         raise UsageError(f"kind must be one of {', '.join(NAMES)} or None; got {kind!r}")
     path = Path(source)
     if not path.exists() and str(source).lower() in registry.DEMO_NAMES and kind != "vae":
+        if model_bitrate != "8kbps" or tag != "latest":
+            raise UsageError(f"{source}: the demo model has one version (4 kbps); a bitrate or tag does not apply")
         path = registry.DEMO_MODEL
     elif not path.exists() and is_model_type(source) and kind != "vae":
         path = registry.download(str(source), model_bitrate, tag)

@@ -36,6 +36,11 @@ URLS = {
     ("44khz", "16kbps", "1.0.0"): f"{_BASE}/1.0.0/weights_44khz_16kbps.pth",
 }
 
+#: the small 16 kHz DAC that ships with dac-jax (configs/demo.yml, trained on a CPU): what ``make demo``
+#: uses where the released weights cannot be downloaded; ``load_model("demo16khz")``
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "data" / "demo16khz"
+DEMO_NAMES = ("demo16khz",)
+
 #: the released model types, and every name a user may load (``load_model("44khz-16kbps")``)
 MODEL_TYPES = frozenset(t for t, _ in LATEST_TAGS)
 TYPE_NAMES = ("44khz", "44khz-16kbps", "24khz", "16khz")
@@ -100,17 +105,22 @@ def download(model_type: str = "44khz", model_bitrate: str = "8kbps", tag: str =
     range request; a server that ignores it sends the whole file again). The file is renamed into
     place only once it is whole: as many bytes as the server announced, at least :data:`MIN_BYTES`,
     and a zip archive, as PyTorch writes them. A failure is one :class:`WeightsError` line that says
-    what to do offline."""
+    what to do offline. ``DAC_JAX_OFFLINE=1`` refuses to try."""
     model_type, model_bitrate = parse_model_type(model_type, model_bitrate)
     tag = resolve_tag(model_type, model_bitrate, tag)
     path = cache_path(model_type, model_bitrate, tag)
     if path.is_file():
         return path
+    url = URLS[(model_type, model_bitrate, tag)]
+    if os.environ.get("DAC_JAX_OFFLINE", "").lower() in ("1", "on", "yes", "true"):
+        raise WeightsError(f"DAC_JAX_OFFLINE is set, so the {model_type} {model_bitrate} weights were not "
+                           f"downloaded from {url}; pass a file with --weights_path (or load_model(path)), "
+                           f"or put it at {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _lock(path):  # one download at a time per file: two processes must not append to one part
         if path.is_file():  # another process finished it while this one waited
             return path
-        return _download(URLS[(model_type, model_bitrate, tag)], path, timeout, progress,
+        return _download(url, path, timeout, progress,
                          f"{model_type} {model_bitrate}", f"the {model_type} {model_bitrate} weights (tag {tag})")
 
 

@@ -2,9 +2,11 @@
 PyTorch DAC, in one run; and whole-file throughput of both.
 
     .venv/bin/python -m benchmarks.window_sweep [--model_type 44khz] [--windows 0.37 0.38 ... 20]
-        [--reps 3] [--file_seconds 60] [--device cpu|gpu] [--output results] [--winograd 2|4]
+        [--reps 3] [--file_seconds 60] [--device cpu|gpu] [--output results] [--winograd 2|4] [--no_compiled]
 
-Per window ``w``, both implementations run the original's chunk computation on one chunk: compress
+Three implementations: the original in eager PyTorch, the original as a user makes it faster
+(weight norm removed, ``torch.compile``; ``--no_compiled`` skips it) and dac-jax. Per window ``w``,
+each runs the original's chunk computation on one chunk: compress
 encodes ``n_samples = ceil(int(w * sr) / hop) * hop`` samples with the unpadded model (the
 original's ``compress`` loop body: ``preprocess`` + ``encode``), decompress decodes that chunk's
 codes (``from_codes`` + ``decode``). A warm-up call comes first (compilation, reported
@@ -34,6 +36,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -76,6 +79,37 @@ class Original:
         with self.torch.no_grad():
             z = self.model.quantizer.from_codes(codes)[0]
             out = self.model.decode(z)
+            self.sync()
+        return out
+
+
+class Compiled(Original):
+    """The original at its best, as a user would run it faster: weight norm removed (folded into
+    plain conv weights) and the chunk computation under ``torch.compile``. Its first call compiles."""
+
+    def __init__(self, model_type: str, device: str, folder: Path, seed: int = 0):
+        super().__init__(model_type, device, folder, seed)
+        torch = self.torch
+        from torch.nn.utils import parametrize
+
+        for module in self.model.modules():
+            if parametrize.is_parametrized(module, "weight"):
+                parametrize.remove_parametrizations(module, "weight")
+            elif hasattr(module, "weight_g"):
+                torch.nn.utils.remove_weight_norm(module)
+        model = self.model
+        self._encode = torch.compile(lambda x: model.encode(model.preprocess(x, model.sample_rate))[1])
+        self._decode = torch.compile(lambda codes: model.decode(model.quantizer.from_codes(codes)[0]))
+
+    def compress_chunk(self, audio: np.ndarray):
+        with self.torch.no_grad():
+            codes = self._encode(self.torch.from_numpy(audio).to(self.device))
+            self.sync()
+        return codes
+
+    def decompress_chunk(self, codes):
+        with self.torch.no_grad():
+            out = self._decode(codes)
             self.sync()
         return out
 
@@ -139,7 +173,8 @@ def _timed(fn, *args) -> tuple[float, object]:
 # the sweep
 
 
-def sweep(original: Original, ours: Ours, windows, reps: int, seed: int = 0) -> list[dict]:
+def sweep(original: Original, ours: Ours, windows, reps: int, seed: int = 0,
+          compiled: Optional[Compiled] = None) -> list[dict]:
     codec = ours.codec
     sr, hop_length = codec.sample_rate, codec.hop_length
     rng = np.random.default_rng(seed)
@@ -160,12 +195,18 @@ def sweep(original: Original, ours: Ours, windows, reps: int, seed: int = 0) -> 
         torch_first_enc, their_codes = _timed(original.compress_chunk, audio)
         row["code_match"] = float(np.mean(np.asarray(codes) == their_codes.cpu().numpy()))
         torch_first_dec, _ = _timed(original.decompress_chunk, torch_codes)
-        times = {k: [] for k in ("jax_compress", "torch_compress", "jax_decompress", "torch_decompress")}
-        for _ in range(reps):
-            times["jax_compress"].append(_timed(ours.compress_chunk, audio)[0])
-            times["torch_compress"].append(_timed(original.compress_chunk, audio)[0])
-            times["jax_decompress"].append(_timed(ours.decompress_chunk, codes)[0])
-            times["torch_decompress"].append(_timed(original.decompress_chunk, torch_codes)[0])
+        impls = {"jax": ours, "torch": original}
+        if compiled is not None:  # its first calls compile (reported apart, as JAX's)
+            row["compiled_compress_first_call_s"], compiled_codes = _timed(compiled.compress_chunk, audio)
+            row["compiled_decompress_first_call_s"], _ = _timed(compiled.decompress_chunk, torch_codes)
+            row["compiled_code_match"] = float(np.mean(compiled_codes.cpu().numpy() == their_codes.cpu().numpy()))
+            impls["compiled"] = compiled
+        times = {f"{impl}_{op}": [] for op in ("compress", "decompress") for impl in impls}
+        for _ in range(reps):  # the implementations alternate, so that drift hits them alike
+            for impl, runner in impls.items():
+                times[f"{impl}_compress"].append(_timed(runner.compress_chunk, audio)[0])
+            for impl, runner in impls.items():
+                times[f"{impl}_decompress"].append(_timed(runner.decompress_chunk, codes if impl == "jax" else torch_codes)[0])
         flops_enc, flops_dec = ours.flops(audio, codes)
         for k, v in times.items():
             row[f"{k}_median_s"] = statistics.median(v)
@@ -182,11 +223,15 @@ def sweep(original: Original, ours: Ours, windows, reps: int, seed: int = 0) -> 
             row[f"{op}_speedup"] = row[f"torch_{op}_median_s"] / row[f"jax_{op}_median_s"]
             row[f"jax_{op}_rtf"] = (hop / sr) / row[f"jax_{op}_median_s"]
             row[f"torch_{op}_rtf"] = (hop / sr) / row[f"torch_{op}_median_s"]
+            if compiled is not None:
+                row[f"{op}_vs_compiled"] = row[f"compiled_{op}_median_s"] / row[f"jax_{op}_median_s"]
         rows.append(row)
         print(f"window {w:g} s (hop {hop} samples): compress jax {row['jax_compress_median_s'] * 1e3:.0f} ms, "
               f"torch {row['torch_compress_median_s'] * 1e3:.0f} ms ({row['compress_speedup']:.2f}x); "
               f"decompress jax {row['jax_decompress_median_s'] * 1e3:.0f} ms, "
-              f"torch {row['torch_decompress_median_s'] * 1e3:.0f} ms ({row['decompress_speedup']:.2f}x)", flush=True)
+              f"torch {row['torch_decompress_median_s'] * 1e3:.0f} ms ({row['decompress_speedup']:.2f}x)"
+              + (f"; vs compiled: compress {row['compress_vs_compiled']:.2f}x, decompress {row['decompress_vs_compiled']:.2f}x"
+                 if compiled is not None else ""), flush=True)
     return rows
 
 
@@ -289,6 +334,8 @@ def markdown(rows, files, env, peak, model_type) -> str:
         "| codes equal |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if any("compiled_compress_median_s" in r for r in rows):  # the three implementations first
+        lines = lines[:3] + [_compiled_table(rows), ""] + lines[3:]
     for r in rows:
         if "note" in r:
             lines.append(f"| {r['window_s']:g} | {r['hop_samples']} | {r['note']} | | | | | | | | |")
@@ -316,6 +363,26 @@ def markdown(rows, files, env, peak, model_type) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _compiled_table(rows) -> str:
+    """Three implementations side by side: the original eager, the original compiled, dac-jax."""
+    lines = ["Time per chunk (median, ms), three implementations in one run: the original in eager PyTorch, "
+             "the original with weight norm removed under `torch.compile`, dac-jax; and dac-jax's speed-up over each:",
+             "",
+             "| window (s) | compress: eager / compiled / dac-jax | vs eager | vs compiled | decompress: eager / compiled / "
+             "dac-jax | vs eager | vs compiled | compiled codes equal eager | compile (s): compiled c / d |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "note" in r or "compiled_compress_median_s" not in r:
+            continue
+        ms = lambda op: " / ".join(f"{r[f'{i}_{op}_median_s'] * 1e3:.0f}" for i in ("torch", "compiled", "jax"))  # noqa: E731
+        lines.append(
+            f"| {r['window_s']:g} | {ms('compress')} | {r['compress_speedup']:.2f}x | **{r['compress_vs_compiled']:.2f}x** | "
+            f"{ms('decompress')} | {r['decompress_speedup']:.2f}x | **{r['decompress_vs_compiled']:.2f}x** | "
+            f"{100 * r['compiled_code_match']:.2f}% | {r['compiled_compress_first_call_s']:.1f} / "
+            f"{r['compiled_decompress_first_call_s']:.1f} |")
+    return "\n".join(lines)
+
+
 def plot(rows, path: Path, env, model_type) -> None:
     import matplotlib
 
@@ -326,7 +393,10 @@ def plot(rows, path: Path, env, model_type) -> None:
     hops = [r["hop_samples"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for ax, op in zip(axes, ("compress", "decompress")):
-        for impl, label, style in (("jax", "dac-jax", "o-"), ("torch", "original (PyTorch)", "s--")):
+        impls = [("jax", "dac-jax", "o-"), ("torch", "original (PyTorch eager)", "s--")]
+        if "compiled_compress_median_s" in rows[0]:
+            impls.append(("compiled", "original, torch.compile", "^:"))
+        for impl, label, style in impls:
             med = [r[f"{impl}_{op}_median_s"] for r in rows]
             lo = [r[f"{impl}_{op}_median_s"] - r[f"{impl}_{op}_min_s"] for r in rows]
             hi = [r[f"{impl}_{op}_max_s"] - r[f"{impl}_{op}_median_s"] for r in rows]
@@ -360,6 +430,8 @@ def main() -> None:
     parser.add_argument("--output", default="results")
     parser.add_argument("--winograd", type=int, choices=[2, 4], default=None,
                         help="dac-jax with the opt-in Winograd F(m, 7) convolutions")
+    parser.add_argument("--no_compiled", action="store_true",
+                        help="skip the original under torch.compile (its first call per window compiles for 20-50 s)")
     args = parser.parse_args()
 
     if args.device == "cpu":
@@ -376,7 +448,8 @@ def main() -> None:
         ours.codec.winograd = args.winograd
         env["convolutions"] = (f"dac-jax with Winograd F({args.winograd}, 7) for its kernel-7 convolutions of >= 64 "
                                "channels (opt-in)") if args.winograd else "dac-jax with direct convolutions (default)"
-        rows = sweep(original, ours, args.windows, args.reps)
+        compiled = None if args.no_compiled else Compiled(args.model_type, args.device, Path(tmp))
+        rows = sweep(original, ours, args.windows, args.reps, compiled=compiled)
         files = whole_file(original, ours, args.file_seconds, args.file_window, args.batch_size) if args.file_seconds else []
     name = f"{args.device}_{datetime.date.today().isoformat()}" + (f"_winograd{args.winograd}" if args.winograd else "")
     folder = Path(args.output) / name

@@ -1,7 +1,7 @@
 """One full training step of the recipe, dac-jax beside the original, interleaved in one run.
 
     .venv/bin/python -m benchmarks.train_step [--presets 16khz 44khz] [--batch 4] [--seconds 0.38]
-        [--steps 5] [--output results/train_step]
+        [--steps 5] [--output results/train_step] [--device cpu|gpu]
 
 A step is what the original's ``scripts/train.py`` ``train_loop`` does: the transforms (VolumeNorm
 -16 LUFS, RescaleAudio, ShiftPhase), the generator forward, the discriminator update on the
@@ -9,7 +9,8 @@ detached reconstruction (AdamW, grad-norm clip 10, ExponentialLR), then the gene
 every loss of ``conf/final/44khz.yml`` (mel 15, feature matching 2, adversarial 1, commitment 0.25,
 codebook 1; STFT and waveform losses computed at weight 0; clip 1e3). The original runs on the
 installed ``dac`` and audiotools in eager PyTorch (float32, ``torch.set_num_threads`` = all cores);
-dac-jax runs its compiled ``make_train_step`` on one CPU device. Both get the same architecture,
+dac-jax runs its compiled ``make_train_step`` on one device (``--device``: the CPU, or the first GPU
+for both, float32 without TF32). Both get the same architecture,
 batch and excerpt length, random weights (each its own initialisation) and random-noise audio.
 
 For each preset: the first step of each is timed apart (dac-jax: trace + compile; the original:
@@ -44,9 +45,10 @@ def peak_mb() -> float:
 class Original:
     """The original's train_loop on the installed packages (its objects built as scripts/train.py builds them)."""
 
-    def __init__(self, preset: str, seed: int = 0):
+    def __init__(self, preset: str, seed: int = 0, device: str = "cpu"):
         import torch
         from audiotools import AudioSignal
+        from audiotools.core import util
         from audiotools.data import transforms as tfm
         import dac
         from dac.nn import loss as L
@@ -54,15 +56,22 @@ class Original:
         from dac_jax.model.config import PRESETS
 
         torch.manual_seed(seed)
-        torch.set_num_threads(os.cpu_count())
+        self.device = "cuda" if device == "gpu" else "cpu"
+        if self.device == "cpu":
+            torch.set_num_threads(os.cpu_count())
+        else:  # float32, as dac-jax's default
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         c = PRESETS[preset]
-        self.torch, self.AudioSignal = torch, AudioSignal
+        self.torch, self.AudioSignal, self.prepare_batch = torch, AudioSignal, util.prepare_batch
         self.sample_rate = c.sample_rate
         self.generator = dac.DAC(encoder_dim=c.encoder_dim, encoder_rates=list(c.encoder_rates), latent_dim=c.latent_dim,
                                  decoder_dim=c.decoder_dim, decoder_rates=list(c.decoder_rates),
                                  n_codebooks=c.n_codebooks, codebook_size=c.codebook_size, codebook_dim=c.codebook_dim,
                                  quantizer_dropout=c.quantizer_dropout, sample_rate=c.sample_rate)
         self.discriminator = dac.model.Discriminator(sample_rate=c.sample_rate)
+        self.generator.to(self.device)
+        self.discriminator.to(self.device)
         adam = dict(lr=1e-4, betas=(0.8, 0.99), weight_decay=0.01)
         self.opt_g = torch.optim.AdamW(self.generator.parameters(), **adam)
         self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), **adam)
@@ -82,10 +91,11 @@ class Original:
         torch, AudioSignal = self.torch, self.AudioSignal
         self.generator.train()
         self.discriminator.train()
-        signal = AudioSignal(torch.from_numpy(audio), self.sample_rate)
+        signal = AudioSignal(torch.from_numpy(audio).to(self.device), self.sample_rate)
         with torch.no_grad():
-            # per item, as the original's dataset instantiates and collates them
+            # per item, as the original's dataset instantiates and collates them (then on the device, as train.py)
             kwargs = self.transform.batch_instantiate([int(self.rng.randint(2**31)) for _ in range(len(audio))], signal)
+            kwargs = self.prepare_batch(kwargs, self.device)
             signal = self.transform(signal.clone(), **kwargs)
         out = self.generator(signal.audio_data, signal.sample_rate)
         recons = AudioSignal(out["audio"], signal.sample_rate)
@@ -147,7 +157,7 @@ def timed(step, audio) -> float:
     return time.perf_counter() - start
 
 
-def run(preset: str, batch: int, seconds: float, steps: int) -> dict:
+def run(preset: str, batch: int, seconds: float, steps: int, device: str = "cpu") -> dict:
     from dac_jax.model.config import PRESETS
 
     rate = PRESETS[preset].sample_rate
@@ -159,7 +169,7 @@ def run(preset: str, batch: int, seconds: float, steps: int) -> dict:
     impls = {}
     for name, make in (("dac-jax", Ours), ("original", Original)):
         t = time.perf_counter()
-        impl = make(preset)
+        impl = make(preset, device=device) if make is Original else make(preset)
         build = time.perf_counter() - t
         first = timed(impl.step, batches[0])
         impls[name] = impl
@@ -182,12 +192,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=0.38)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--output", default="results/train_step")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="both implementations on this device")
     args = ap.parse_args()
+    if args.device == "cpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for preset in args.presets:
-        results.append(run(preset, args.batch, args.seconds, args.steps))
+        results.append(run(preset, args.batch, args.seconds, args.steps, args.device))
         print(json.dumps(results[-1], indent=1), flush=True)
     import jax
 

@@ -1,6 +1,6 @@
 # The two commands of the README. Each creates and fills .venv when it is missing.
-# The tests run in 2 worker processes (pytest-xdist), a file per worker at a time: much of the suite
-# is single-threaded tracing, compiling and process start-up, which two workers overlap.
+# The full-size (slow) tests run in one process: two of them at once can exceed 24 GB. The rest run in
+# 2 pytest-xdist workers, a file per worker at a time (single-threaded tracing and process start-up overlap).
 .PHONY: demo test test-fast
 
 demo:
@@ -9,7 +9,8 @@ demo:
 
 test:
 	bash scripts/setup_env.sh test
-	DAC_JAX_REQUIRE_REFERENCE=1 .venv/bin/python -m pytest -q -n 2 --dist loadfile --durations=25
+	DAC_JAX_REQUIRE_REFERENCE=1 .venv/bin/python -m pytest -q -m slow --durations=15
+	DAC_JAX_REQUIRE_REFERENCE=1 .venv/bin/python -m pytest -q -m "not slow" -n 2 --dist loadfile --durations=15
 
 # the fast subset, for development
 test-fast:

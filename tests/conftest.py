@@ -3,7 +3,9 @@ import tempfile
 
 # Tests compare float32 numerics with the PyTorch reference on the CPU.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# not setdefault: a plugin that imports jax first (pytest-xdist's workers) leaves jax's "1", and
+# TensorFlow's INFO lines then reach the stderr that the command-line tests check line by line
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
 # XLA's CPU compiler takes seconds per model function, and the CLI and training tests start many
 # processes that compile the same functions: one persistent compilation cache for the session and

@@ -186,9 +186,16 @@ def read_run_generator(run: str | Path, step: str | int = "best") -> RunGenerato
         else:
             raise WeightsError(f"{run}: no checkpoint {step!r}; it has steps {', '.join(map(str, steps))} "
                                f"(or ask for 'best' or 'latest')")
-        # restored as saved (no target): the state's fields as a dict of numpy arrays
-        out = manager.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                            record=ocp.args.JsonRestore()))
+        # onto this process's first device, whatever devices saved it (a run on 8 GPUs reads on a laptop)
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                                        manager.item_metadata(chosen)["state"])
+        try:
+            out = manager.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                                                record=ocp.args.JsonRestore()))
+        except ValueError as e:  # Orbax: saved on other devices (not yet mapped onto this one's)
+            raise WeightsError(f"{run}: step {chosen} was saved on other devices than this process has; "
+                               f"load it where it was trained ({str(e).splitlines()[0][:120]})") from None
     finally:
         manager.close()
     record = dict(out["record"])

@@ -298,6 +298,6 @@ def test_model_type_loads_from_the_cache_or_says_how_to_get_it(monkeypatch, tmp_
     assert not registry.cache_path("16khz").exists()  # nothing half-written
     # a file in the original's cache is used without any download
     cached = registry.cache_path("16khz")
-    cached.parent.mkdir(parents=True)
+    cached.parent.mkdir(parents=True, exist_ok=True)  # the failed attempt may have left its lock file there
     cached.write_bytes(Path(tiny_pth).read_bytes())
     assert dac_jax.load_model("16khz").source == str(cached)

@@ -16,7 +16,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +23,6 @@ import jax
 import numpy as np
 import pytest
 
-from dac_jax.train import state as St
 from tests.train import tiny
 from tests.train.test_train_cli import ROOT, _restore, train_cmd
 
@@ -147,44 +145,6 @@ def test_two_processes_train_as_one_process_with_two_devices(job):
     with pytest.raises(Exception, match="saved on other devices"):
         import dac_jax
         dac_jax.load_model(one)
-
-
-def _listing(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*")}
-
-
-def _params(tree) -> dict:
-    from flax import traverse_util
-
-    return {k: np.asarray(v) for k, v in traverse_util.flatten_dict(tree).items()}
-
-
-def _the_trained_model_loads_from_the_run(run: Path, last: "St.TrainState") -> None:
-    """load_model(RUN) is the best checkpoint's generator, RUN/checkpoints/N that step's; convert
-    writes it as a dac-jax folder; the run's folder is only read."""
-    import dac_jax
-    from dac_jax.train.checkpoint import Checkpoints, read_run_generator
-
-    manager = Checkpoints(run / "checkpoints")
-    best = manager.best_step()
-    manager.close()
-    before = _listing(run)
-    codec = dac_jax.load_model(run)
-    assert f"(step {best}, its best)" in codec.source
-    assert _params(codec.variables["params"]).keys() == _params(_restore(run, best).generator).keys()
-    jax.tree_util.tree_map(np.testing.assert_array_equal, _params(codec.variables["params"]),
-                           _params(_restore(run, best).generator))
-    jax.tree_util.tree_map(np.testing.assert_array_equal,
-                           _params(dac_jax.load_model(run / "checkpoints" / "6").variables["params"]),
-                           _params(last.generator))
-    res = subprocess.run([sys.executable, "-m", "dac_jax", "convert", str(run), str(run.parent / "exported")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    jax.tree_util.tree_map(np.testing.assert_array_equal, _params(dac_jax.load_model(run.parent / "exported").variables["params"]),
-                           _params(codec.variables["params"]))
-    with pytest.raises(dac_jax.WeightsError, match="no checkpoint 3; it has steps 2, 4, 6"):
-        read_run_generator(run, 3)
-    assert _listing(run) == before
 
 
 def scalars(acc, tag: str) -> list[float]:

@@ -60,6 +60,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from dac_jax._tensorflow import import_tensorflow
 from dac_jax.errors import FileFormatError, MissingDependencyError, UsageError
 from dac_jax.fileio import atomic_path
 
@@ -120,7 +121,7 @@ def _array_record_module():
 
 def _tensorflow():
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
     except ImportError:
         raise MissingDependencyError("tf_dataset needs tensorflow: pip install tensorflow") from None
     return tf

@@ -51,6 +51,7 @@ import argbind.argbind as argbind_registry  # the bound functions, whose default
 import jax
 import yaml
 
+from dac_jax._tensorflow import quiet_tensorflow_environment
 from dac_jax.api import load_model, load_vae
 from dac_jax.audio.spectral import get_window
 from dac_jax.cli.common import one_line_errors
@@ -761,7 +762,7 @@ def parse_args(argv: list[str] | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and its config file, train; dac-jax's errors
     (a bad flag, key, value or file among them) become one line and exit code 1."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the loop imports tensorflow
+    quiet_tensorflow_environment()  # before the loop imports tensorflow
     # force: importing orbax (dac_jax.train.checkpoint, above) already gave the root logger a default
     # WARNING handler (absl's log() calls logging.basicConfig() before absl's flags are parsed),
     # which would make this call a no-op and silence the trainer's INFO lines

@@ -30,12 +30,14 @@ import gc
 import operator
 
 import jax
-import tensorflow as tf
 
+from dac_jax._tensorflow import import_tensorflow
 from dac_jax.errors import UsageError
 from dac_jax.train.excerpts import DataConfig, DataStats, Excerpt, SalientExcerpts, global_index, local_batch_size
 
 __all__ = ["AudioPipeline"]
+
+tf = import_tensorflow()
 
 _OURS = "_dac_jax_audio_pipeline"  # an attribute set on every dataset this module returns
 

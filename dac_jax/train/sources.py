@@ -58,6 +58,7 @@ from typing import Any, Protocol
 import numpy as np
 import soundfile as sf
 
+from dac_jax._tensorflow import quiet_tensorflow_environment
 from dac_jax.errors import DataError
 
 __all__ = [
@@ -397,6 +398,7 @@ def parse_tfds_spec(spec: str) -> tuple[str, str | None]:
 
 
 def _find_audio_features(features, prefix=()) -> list[tuple[tuple[str, ...], Any]]:
+    quiet_tensorflow_environment()
     import tensorflow_datasets as tfds
 
     found = []
@@ -409,6 +411,7 @@ def _find_audio_features(features, prefix=()) -> list[tuple[tuple[str, ...], Any
 
 
 def _open_tfds(spec: str, data_dir: str | None) -> TfdsExamples:
+    quiet_tensorflow_environment()
     import tensorflow_datasets as tfds  # deferred: it imports tensorflow (seconds), needed for tfds: only
 
     name, split = parse_tfds_spec(spec)

@@ -171,7 +171,10 @@ def read_run_generator(run: str | Path, step: str | int = "best") -> RunGenerato
     if not directory.is_dir():
         raise WeightsError(f"{run}: not a training run (no {CHECKPOINTS}/ folder)")
     options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0, best_fn=lambda m: m[BEST_METRIC], best_mode="min")
-    manager = ocp.CheckpointManager(directory, options=options)
+    # the handlers named: without them Orbax gives no metadata, and restores each array onto the
+    # devices that saved it, which fails wherever those devices are not this process's
+    manager = ocp.CheckpointManager(directory, options=options, item_handlers={
+        "state": ocp.StandardCheckpointHandler(), "record": ocp.JsonCheckpointHandler()})
     try:
         steps = sorted(manager.all_steps())
         if not steps:
@@ -188,14 +191,14 @@ def read_run_generator(run: str | Path, step: str | int = "best") -> RunGenerato
                                f"(or ask for 'best' or 'latest')")
         # onto this process's first device, whatever devices saved it (a run on 8 GPUs reads on a laptop)
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        saved = manager.item_metadata(chosen)["state"]
         target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                                        manager.item_metadata(chosen)["state"])
+                                        saved.tree)
         try:
             out = manager.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                                                 record=ocp.args.JsonRestore()))
-        except ValueError as e:  # Orbax: saved on other devices (not yet mapped onto this one's)
-            raise WeightsError(f"{run}: step {chosen} was saved on other devices than this process has; "
-                               f"load it where it was trained ({str(e).splitlines()[0][:120]})") from None
+        except (ValueError, OSError) as e:
+            raise WeightsError(f"{run}: step {chosen} cannot be read ({str(e).splitlines()[0][:160]})") from None
     finally:
         manager.close()
     record = dict(out["record"])

@@ -151,7 +151,13 @@ class Codec(_Facade, DACModel):
         codes are then its first ``frame_lengths(lengths)[b]`` frames, the codes of encoding it alone
         (up to float rounding), followed by zeros; what its padding holds does not matter.
         """
-        return self.encode_full(audio, n_quantizers, lengths).codes
+        if not (self.winograd and self.fast_encoder):
+            return self.encode_full(audio, n_quantizers, lengths).codes
+        audio = self._check_audio(audio)
+        lengths = _check_lengths(lengths, audio.shape, "lengths")
+        codes = self.encode_frames(np.asarray(audio), self._check_n_quantizers(n_quantizers),
+                                   lengths=None if lengths is None else np.asarray(lengths))
+        return jnp.asarray(np.asarray(codes))
 
     def encode_full(self, audio: Any, n_quantizers: Optional[int] = None, lengths: Any = None) -> EncodeOutput:
         """Like :meth:`encode` but returns ``z``, ``latents`` and the losses too (not masked in a ragged batch)."""

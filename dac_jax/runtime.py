@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dac_jax import guard
 from dac_jax.errors import UsageError
 from dac_jax.model.config import DACConfig, VAEConfig
 from dac_jax.model.dac import DAC, Autoencoder, DACOutput, EncodeOutput
@@ -147,6 +148,34 @@ def encode(
     )
 
 
+@functools.partial(jax.jit, static_argnames=("module", "n_quantizers", "residuals"))
+def encode_checked(
+    module: DAC, variables, audio: jax.Array, relative_error: jax.Array, n_quantizers: Optional[int] = None,
+    lengths: Optional[jax.Array] = None, residuals: bool = False,
+) -> tuple[jax.Array, ...]:
+    """:func:`encode`'s codes and, per frame, whether some code of it might differ if the encoder's
+    output were off by ``relative_error`` times the item's largest frame norm (:mod:`dac_jax.guard`):
+    ``(codes [B, n, frames], doubtful [B, frames])``; with ``residuals`` instead ``(codes, stage
+    inputs [B, n, frames, D], that norm [B])``, what :func:`dac_jax.guard.calibrate` measures."""
+    trace_counts["encode_checked"] += 1
+    padded_lengths = None
+    if lengths is None:
+        audio = module.preprocess(audio)
+    else:
+        audio, padded_lengths = _ragged_input(module, audio, lengths)
+    out = module.apply(variables, audio, relative_error, guard.SCORE_TOLERANCE, n_quantizers, padded_lengths, residuals,
+                       method=DAC.encode_checked)
+    if residuals:
+        codes, _, inputs, scale = out
+        return codes, inputs, scale
+    codes, slack = out
+    doubtful = jnp.any(slack <= 0, axis=1)
+    if lengths is not None:
+        frames = padded_lengths // module.config.hop_length
+        codes, doubtful = _zero_past(codes, frames), doubtful & (jnp.arange(doubtful.shape[1]) < frames[:, None])
+    return codes, doubtful
+
+
 @functools.partial(jax.jit, static_argnames=("module",))
 def decode(module: DAC, variables, codes: jax.Array, frame_lengths: Optional[jax.Array] = None) -> jax.Array:
     """``codes [B, n, frames]`` -> ``audio [B, 1, decoder_samples(frames)]``.
@@ -232,6 +261,8 @@ class Model:
         self.config = config
         self.module = module
         self._winograd: Optional[int] = None
+        self._fast_encoder = False
+        self._guard_stats = guard.GuardStats()
         self.variables = variables
         self.source = source
 
@@ -248,21 +279,56 @@ class Model:
     @variables.setter
     def variables(self, variables: dict) -> None:
         self._variables = jax.tree_util.tree_map(jnp.asarray, variables)
-        self._inference_variables = None
+        self._inference_variables = self._fast_variables = self._guard_error = None
 
     @property
     def winograd(self) -> Optional[int]:
-        """Opt-in experiment: ``2`` or ``4`` runs the wide kernel-7 convolutions as Winograd F(m, 7)
+        """Opt-in: ``2`` or ``4`` runs the wide kernel-7 convolutions as Winograd F(m, 7)
         (:mod:`dac_jax.nn.winograd`); ``None`` (default) keeps direct convolutions, whose float32
-        results follow the original's. Setting it refolds the inference variables."""
+        results follow the original's. It applies to the decoder, whose audio then differs from
+        the direct path's by float rounding; the encoder stays direct, so codes do not change
+        (:attr:`fast_encoder` runs it fast too, with checked codes). Setting it refolds the
+        inference variables."""
         return self._winograd
+
+    @property
+    def guard_stats(self) -> "guard.GuardStats":
+        """How often the fast path's doubtful codes were recomputed (:mod:`dac_jax.guard`)."""
+        return self._guard_stats
 
     @winograd.setter
     def winograd(self, m: Optional[int]) -> None:
         if m is not None and m not in WINOGRAD_POINTS:
             raise UsageError(f"winograd must be one of {sorted(WINOGRAD_POINTS)} or None; got {m!r}")
         self._winograd = m
-        self._inference_variables = None
+        self._inference_variables = self._fast_variables = self._guard_error = None
+
+    @property
+    def fast_encoder(self) -> bool:
+        """Opt-in, with :attr:`winograd`: ``encode_frames`` (compress, tokenize) runs the encoder's
+        Winograd convolutions too. DAC checks each code against the fast path's error bound and
+        recomputes the doubtful frames directly (:mod:`dac_jax.guard`): the same codes as the
+        direct path, faster only where few codes are doubtful (benchmarks/RESULTS.md). DAC-VAE's
+        latents just take the fast path's float32 rounding."""
+        return self._fast_encoder
+
+    @fast_encoder.setter
+    def fast_encoder(self, on: bool) -> None:
+        if not isinstance(on, bool):
+            raise UsageError(f"fast_encoder must be True or False; got {on!r}")
+        self._fast_encoder = on
+
+    @property
+    def fast_encoder_variables(self) -> dict:
+        """The inference variables with :attr:`winograd` in the encoder too (what the checked fast
+        encoder runs); the inference variables themselves when :attr:`winograd` is off."""
+        if self._winograd is None:
+            return self.inference_variables
+        if self._fast_variables is None:
+            probe = jnp.zeros((1, 1, self.config.hop_length), jnp.float32)
+            self._fast_variables = fold_variables(self.module, self._variables, probe, winograd=self._winograd,
+                                                  **self._fold_kwargs)
+        return self._fast_variables
 
     @property
     def inference_variables(self) -> dict:
@@ -274,7 +340,8 @@ class Model:
         if self._inference_variables is None:
             probe = jnp.zeros((1, 1, self.config.hop_length), jnp.float32)
             self._inference_variables = fold_variables(
-                self.module, self._variables, probe, winograd=self._winograd, **self._fold_kwargs
+                self.module, self._variables, probe, winograd=self._winograd, winograd_parts=("decoder",),
+                **self._fold_kwargs
             )
         return self._inference_variables
 
@@ -344,13 +411,57 @@ class DACModel(Model):
     def encode_frames(
         self, audio: np.ndarray, n_quantizers: Optional[int] = None, padded: bool = True,
         lengths: Optional[np.ndarray] = None,
-    ) -> jax.Array:
+    ) -> Any:
+        """Codes ``[B, n, frames]``: the direct convolutions' (a device array), or with
+        :attr:`fast_encoder` the fast path's with its doubtful frames recomputed directly when the
+        result is read (``np.asarray``; :mod:`dac_jax.guard`): the same codes either way."""
         module = self.module if padded else self.unpadded_module
-        return encode(module, self.inference_variables, audio, n_quantizers, lengths).codes
+        if self._winograd is None or not self._fast_encoder:
+            return encode(module, self.inference_variables, audio, n_quantizers, lengths).codes
+        codes, doubtful = encode_checked(module, self.fast_encoder_variables, audio, self.guard_error,
+                                         n_quantizers, lengths)
+        samples = audio.shape[-1]
+        valid = np.full(len(audio), samples) if lengths is None else np.minimum(np.asarray(lengths), samples)
+        frames = frame_lengths(module, valid) if padded else np.full(len(audio), module.encoder_frames(samples))
+        context = self.encoder_context if padded else 0
+        crop = 2 * context + 1 + guard.CROP_EXTRA
+        crop_samples = crop * self.hop_length if padded else _unpadded_input(module, crop)
+        direct = lambda x, l: encode(module, self.inference_variables, x, n_quantizers, l if padded else None).codes  # noqa: E731
+        self._guard_stats.items += len(audio)
+        self._guard_stats.frames += int(np.sum(frames))
+        return guard.CheckedCodes(codes, doubtful, lambda c, d: guard.recompute(  # the host copy only if needed
+            c, d, np.asarray(audio, np.float32) if d.any() else None, valid, frames, self.hop_length, context,
+            crop_samples, direct, self._guard_stats))
+
+    @property
+    def guard_error(self) -> float:
+        """The fast encoder's error bound, relative to an item's largest frame norm, calibrated
+        for these variables on first use (:func:`dac_jax.guard.calibrate`)."""
+        if self._guard_error is None:
+            signal = guard.calibration_signal(self.sample_rate)
+
+            def run(path: str):
+                variables = self.fast_encoder_variables if path == "fast" else self.inference_variables
+                codes, inputs, scale = encode_checked(self.module, variables, signal, 0.0, residuals=True)
+                return np.asarray(codes)[0], np.asarray(inputs)[0], float(np.asarray(scale)[0])
+
+            self._guard_error = guard.calibrate(run)
+        return self._guard_error
 
     def decode_frames(self, codes: np.ndarray, padded: bool = True, frame_lengths: Optional[np.ndarray] = None) -> jax.Array:
         module = self.module if padded else self.unpadded_module
         return decode(module, self.inference_variables, codes, frame_lengths)[:, 0]
+
+
+@functools.lru_cache(maxsize=None)
+def _unpadded_input(module: DAC, frames: int) -> int:
+    """The fewest samples the unpadded encoder turns into ``frames`` frames."""
+    n = frames * module.config.hop_length
+    while module.encoder_frames(n) < frames:
+        n += module.config.hop_length
+    while n > 1 and module.encoder_frames(n - 1) >= frames:
+        n -= 1
+    return n
 
 
 class VAEModel(Model):
@@ -368,7 +479,9 @@ class VAEModel(Model):
         return self.config.latent_dim
 
     def encode_frames(self, audio: np.ndarray, lengths: Optional[np.ndarray] = None) -> jax.Array:
-        latents = vae_encode(self.module, self.inference_variables, audio, None, lengths)
+        # no codes to keep: the fast encoder's latents differ from the direct one's by float rounding
+        variables = self.fast_encoder_variables if self._fast_encoder else self.inference_variables
+        latents = vae_encode(self.module, variables, audio, None, lengths)
         return jnp.concatenate([latents.m, latents.logs], axis=1)
 
     def decode_frames(self, z: np.ndarray, frame_lengths: Optional[np.ndarray] = None) -> jax.Array:

@@ -43,6 +43,10 @@ def encode(args) -> int:
                   batch_size=args.batch_size, progress=not args.quiet, overwrite=args.overwrite, planned=planned,
                   n_quantizers=args.n_quantizers, mode=args.mode, seed=args.seed)
     print(summary.line("round-tripped" if task == "roundtrip" else "encoded"))
+    stats = model.guard_stats
+    if model.fast_encoder and stats.frames:
+        print(f"checked Winograd encoder: {100 * stats.flagged_fraction:.2f} % of {stats.frames} frames were doubtful "
+              f"and recomputed directly ({stats.crops} crops, {stats.whole_items} whole windows, {stats.seconds:.1f} s)")
     return 1 if summary.failed or not summary.done else 0
 
 
@@ -76,8 +80,10 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_compilation_cache_flag(p)
     p.add_argument("--winograd", type=int, choices=[2, 4], default=None,
-                   help="experimental: Winograd F(m, 7) for the kernel-7 convolutions of >= 64 channels (faster on "
-                   "CPU; float32 results no longer follow the original's summation; see benchmarks/RESULTS.md)")
+                   help="Winograd F(m, 7) for the kernel-7 convolutions of >= 64 channels: decoding faster on CPU, "
+                   "its audio within float32 rounding of the default's; encoding checks each code against the "
+                   "fast path's error bound and recomputes doubtful frames directly (the default's codes, but "
+                   "usually slower than the default: see benchmarks/RESULTS.md)")
 
 
 def add_commands(sub) -> None:

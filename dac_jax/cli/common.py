@@ -94,6 +94,7 @@ def load_from_flags(weights_path: str, model_type: str, model_bitrate: str = "8k
     else:
         model = load(model_type, "dac", model_bitrate=model_bitrate, tag=tag)
     model.winograd = winograd
+    model.fast_encoder = winograd is not None  # the encoder too (DAC: its codes checked, dac_jax.guard)
     return model
 
 

@@ -217,6 +217,25 @@ class DAC(Autoencoder):
             codebook_loss=q.codebook_loss,
         )
 
+    def encode_checked(
+        self, audio: jax.Array, relative_error: float, score_tolerance: float,
+        n_quantizers: Optional[int] = None, lengths: Optional[jax.Array] = None, residuals: bool = False,
+    ) -> tuple[jax.Array, ...]:
+        """Inference codes of ``audio`` and, per code, whether it holds if the encoder's output may
+        be off by ``relative_error`` times the item's largest frame norm (an absolute l2 error per
+        frame; see :mod:`dac_jax.guard`): ``(codes, slack)`` ``[B, N, frames]``, and with
+        ``residuals`` each quantiser stage's input ``[B, N, frames, D]`` and that norm ``[B]``."""
+        z = self.encoder(to_channels_last(audio), lengths)
+        if lengths is not None:
+            z, _ = z
+        norms = jnp.linalg.norm(z, axis=-1)
+        if lengths is not None:  # frames past an item's end are not its frames
+            frames = jnp.arange(z.shape[1]) < (lengths // self.config.hop_length)[:, None]
+            norms = jnp.where(frames, norms, 0.0)
+        scale = jnp.max(norms, axis=-1)
+        out = self.quantizer.codes_checked(z, relative_error * scale, score_tolerance, n_quantizers, residuals)
+        return out + (scale,) if residuals else out
+
     def decode(self, z: jax.Array, frame_lengths: Optional[jax.Array] = None) -> jax.Array:
         """``z [B, D, frames]`` -> ``audio [B, 1, samples]``; ``frame_lengths [B]``: a ragged batch
         (each item decoded as if alone; its samples beyond ``decoder_samples`` of them are meaningless)."""

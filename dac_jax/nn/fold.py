@@ -24,7 +24,7 @@ from dac_jax.nn.layers import FOLDED, WNConv1d, fold_kernel, weight_norm
 
 def fold_variables(
     module: nn.Module, variables: dict, *args: Any, method: Any = None, winograd: int | None = None,
-    winograd_min_channels: int = 64, **kwargs: Any,
+    winograd_min_channels: int = 64, winograd_parts: tuple[str, ...] | None = None, **kwargs: Any,
 ) -> dict:
     """``variables`` for ``module`` with its weight-normed convolutions folded.
 
@@ -38,7 +38,8 @@ def fold_variables(
     convolutions with at least ``winograd_min_channels`` input and output channels as Winograd
     F(m, 7) transforms (:mod:`dac_jax.nn.winograd`): fewer multiplications, larger float32
     rounding. 64 covers every such convolution of the released models but the first and last
-    (one audio channel), which measured fastest (benchmarks/RESULTS.md).
+    (one audio channel), which measured fastest (benchmarks/RESULTS.md). ``winograd_parts``
+    (e.g. ``("decoder",)``) limits it to the convolutions under those top-level modules.
     """
     if FOLDED in variables:
         return variables
@@ -61,7 +62,8 @@ def fold_variables(
         conv = owner.pop(path[-1])
         v, g = np.asarray(conv["weight_v"]), np.asarray(conv["weight_g"])
         kernel = np.ascontiguousarray(fold_kernel(weight_norm(v, g), geometry))
-        if winograd and _winograd_applies(geometry, min(v.shape[:2]), winograd_min_channels):
+        if (winograd and (winograd_parts is None or path[0] in winograd_parts)
+                and _winograd_applies(geometry, min(v.shape[:2]), winograd_min_channels)):
             from dac_jax.nn.winograd import transform_kernel
 
             target[path[-1]] = {"winograd_kernel": jnp.asarray(transform_kernel(kernel, winograd)), "bias": conv["bias"]}

@@ -294,6 +294,18 @@ class WNConv1d(Layer):
             return y, self.geometry.output_length(lengths, padded=True)
         return self.convolve(x)
 
+    def operator_norm(self) -> jax.Array:
+        """The largest singular value of a kernel-1 convolution's ``[in, out]`` matrix: the most it
+        can stretch a difference between two inputs (what :mod:`dac_jax.guard` bounds with)."""
+        if self.geometry.kernel != 1 or self.geometry.transposed:
+            raise ValueError("operator_norm is for kernel-1 convolutions")
+        if self.has_variable(FOLDED, "kernel"):
+            kernel = self.get_variable(FOLDED, "kernel")
+        else:
+            v, g, _ = _weight_norm_params(self, *self._shapes(), self.zero_bias)
+            kernel = fold_kernel(weight_norm(v, g), self.geometry)
+        return jnp.linalg.norm(kernel.reshape(kernel.shape[-2], kernel.shape[-1]), ord=2)
+
     @nn.nowrap
     def convolve(self, x: jax.Array) -> jax.Array:
         if self.has_variable(FOLDED, "winograd_kernel"):  # opt-in, see dac_jax.nn.winograd

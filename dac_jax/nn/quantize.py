@@ -49,6 +49,34 @@ def nearest_code(encodings: jax.Array, codebook: jax.Array) -> jax.Array:
     return jnp.argmax(-dist, axis=-1).astype(jnp.int32)
 
 
+def nearest_code_checked(
+    encodings: jax.Array, codebook: jax.Array, radius: jax.Array, score_tolerance: float,
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`nearest_code` and whether its choice holds for every encoding within ``radius``.
+
+    ``encodings [..., d]``, ``radius [...]`` -> ``(codes [...], slack [...])``. With ``e`` and the
+    rows ``c_k`` l2-normalised, the score ranked is ``s_k = -|e - c_k|^2``, and
+    ``s_j - s_k = 2 e . (c_j - c_k)``: moving ``e`` by ``u`` changes it by at most
+    ``2 |u| |c_j - c_k|``. So if ``e`` may be off by at most ``radius`` (normalised), the chosen row
+    ``j`` stays the nearest while ``slack = min_k (s_j - s_k - 2 radius |c_j - c_k|) > 0``, up to the
+    float rounding of the scores themselves (``score_tolerance`` is subtracted from the slack).
+    ``slack <= 0`` means: another row might win for the encoding the other path computes.
+    """
+    e = l2_normalize(encodings)
+    c = l2_normalize(codebook)
+    score = -(
+        jnp.sum(jnp.square(e), axis=-1, keepdims=True)
+        - 2 * jnp.matmul(e, c.T, precision=lax.Precision.HIGHEST)
+        + jnp.sum(jnp.square(c), axis=-1)
+    )
+    codes = jnp.argmax(score, axis=-1).astype(jnp.int32)
+    chosen = jnp.take(c, codes, axis=0)
+    separation = jnp.sqrt(jnp.maximum(2 - 2 * jnp.matmul(chosen, c.T, precision=lax.Precision.HIGHEST), 0.0))
+    gap = jnp.max(score, axis=-1, keepdims=True) - score - 2 * radius[..., None] * separation
+    gap = jnp.where(jnp.arange(c.shape[0]) == codes[..., None], jnp.inf, gap)
+    return codes, jnp.min(gap, axis=-1) - score_tolerance
+
+
 def dropout_counts(rng: jax.Array, batch: int, n_codebooks: int, dropout: float) -> jax.Array:
     """Codebooks used per item in training (the original's quantizer-dropout mask semantics).
 
@@ -138,6 +166,20 @@ class VectorQuantize(Layer):
         z_q = z_e + lax.stop_gradient(z_q - z_e)  # straight-through estimator
         return VQOutput(self.out_proj(z_q), commitment, codebook, codes, z_e)
 
+    def quantize_checked(
+        self, z: jax.Array, error: jax.Array, score_tolerance: float,
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Inference on ``z [B, T, D]`` that also says whether each code holds for any input within
+        ``error [B]`` of ``z`` (l2, per frame): ``(z_q, codes [B, T], slack [B, T])``, ``slack``
+        as :func:`nearest_code_checked`. The in-projection moves ``z_e`` by at most its operator
+        norm times ``error``, and the normalised ``z_e`` by at most twice that over ``|z_e|``."""
+        z_e = self.in_proj(z)
+        radius = 2 * self.in_proj.operator_norm() * error[:, None] / jnp.maximum(jnp.linalg.norm(z_e, axis=-1), 1e-12)
+        codes, slack = nearest_code_checked(z_e, self.codebook(), radius, score_tolerance)
+        z_q = self.decode_code(codes)
+        z_q = z_e + (z_q - z_e)  # the numbers __call__ passes on (its straight-through sum)
+        return self.out_proj(z_q), codes, slack
+
     def decode_code(self, codes: jax.Array) -> jax.Array:
         """``codes [B, T]`` -> un-normalised codebook rows ``[B, T, d]``."""
         return jnp.take(self.codebook(), codes, axis=0)
@@ -215,6 +257,27 @@ class ResidualVectorQuantize(Layer):
             commitment_loss=commitment,
             codebook_loss=codebook,
         )
+
+    def codes_checked(
+        self, z: jax.Array, error: jax.Array, score_tolerance: float, n_quantizers: Optional[int] = None,
+        residuals: bool = False,
+    ) -> tuple[jax.Array, ...]:
+        """Inference codes of ``z [B, T, D]`` and their slack ``[B, N, T]`` against an input error
+        of at most ``error [B]`` per frame (:meth:`VectorQuantize.quantize_checked`); with
+        ``residuals``, also each stage's input ``[B, N, T, D]`` (for measuring the error). The
+        residual passed on is the numbers ``__call__`` passes on, so the codes are its codes."""
+        n_used = self.n_codebooks if n_quantizers is None else n_quantizers
+        if not 1 <= n_used <= self.n_codebooks:
+            raise ValueError(f"n_quantizers must be in 1..{self.n_codebooks}, got {n_quantizers}")
+        residual, codes, slack, inputs = z, [], [], []
+        for i in range(n_used):
+            inputs.append(residual)
+            z_q, c, s = self.quantizers[i].quantize_checked(residual, error, score_tolerance)
+            residual = residual - z_q
+            codes.append(c)
+            slack.append(s)
+        out = (jnp.stack(codes, axis=1), jnp.stack(slack, axis=1))
+        return out + (jnp.stack(inputs, axis=1),) if residuals else out
 
     def from_codes(self, codes: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``codes [B, N, T]`` (N <= n_codebooks) -> ``(z [B, T, D], z_p [B, T, N * d])``."""

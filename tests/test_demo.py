@@ -84,7 +84,7 @@ def test_the_shipped_model_is_trained():
         recon = np.asarray(codec.decode(codec.encode(clip[None, None])))[0, 0, : len(clip)]
         recon = np.pad(recon, (0, len(clip) - len(recon)))
         scores[name] = round_trip_metrics(clip, recon, 16000)[0]
-    # measured: mel 2.09 vs 4.99, STOI 0.56 vs 0.31, ViSQOL speech 3.05 vs 1.00
+    # measured: mel 1.69 vs 4.99, STOI 0.62 vs 0.31, ViSQOL speech 3.46 vs 1.00
     assert scores["trained"]["mel"] < 0.5 * scores["random"]["mel"], scores
     assert scores["trained"]["stoi"] > scores["random"]["stoi"] + 0.2, scores
     assert scores["trained"]["visqol-speech"] > scores["random"]["visqol-speech"] + 1.5, scores

@@ -60,7 +60,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from dac_jax._tensorflow import import_tensorflow
+from dac_jax.quiet_tf import import_tensorflow
 from dac_jax.errors import FileFormatError, MissingDependencyError, UsageError
 from dac_jax.fileio import atomic_path
 

@@ -51,7 +51,7 @@ import argbind.argbind as argbind_registry  # the bound functions, whose default
 import jax
 import yaml
 
-from dac_jax._tensorflow import quiet_tensorflow_environment
+from dac_jax.quiet_tf import quiet_tensorflow_environment
 from dac_jax.api import load_model, load_vae
 from dac_jax.audio.spectral import get_window
 from dac_jax.cli.common import one_line_errors

@@ -31,7 +31,7 @@ import operator
 
 import jax
 
-from dac_jax._tensorflow import import_tensorflow
+from dac_jax.quiet_tf import import_tensorflow
 from dac_jax.errors import UsageError
 from dac_jax.train.excerpts import DataConfig, DataStats, Excerpt, SalientExcerpts, global_index, local_batch_size
 

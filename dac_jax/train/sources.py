@@ -58,7 +58,7 @@ from typing import Any, Protocol
 import numpy as np
 import soundfile as sf
 
-from dac_jax._tensorflow import quiet_tensorflow_environment
+from dac_jax.quiet_tf import quiet_tensorflow_environment
 from dac_jax.errors import DataError
 
 __all__ = [

@@ -56,7 +56,7 @@ class GuardStats:
 
     def reset(self) -> None:
         for field in dataclasses.fields(self):
-            setattr(self, field.name, field.type == "float" and 0.0 or 0)
+            setattr(self, field.name, type(field.default)())
 
     @property
     def flagged_fraction(self) -> float:

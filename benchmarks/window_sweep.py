@@ -429,7 +429,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--output", default="results")
     parser.add_argument("--winograd", type=int, choices=[2, 4], default=None,
-                        help="dac-jax with the opt-in Winograd F(m, 7) convolutions")
+                        help="dac-jax with the opt-in Winograd F(m, 7) decoder (codec.winograd; the encoder stays direct)")
     parser.add_argument("--no_compiled", action="store_true",
                         help="skip the original under torch.compile (its first call per window compiles for 20-50 s)")
     args = parser.parse_args()

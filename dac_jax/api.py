@@ -151,7 +151,7 @@ class Codec(_Facade, DACModel):
         codes are then its first ``frame_lengths(lengths)[b]`` frames, the codes of encoding it alone
         (up to float rounding), followed by zeros; what its padding holds does not matter.
         """
-        if not (self.winograd and self.fast_encoder):
+        if not self.checks_codes:
             return self.encode_full(audio, n_quantizers, lengths).codes
         audio = self._check_audio(audio)
         lengths = _check_lengths(lengths, audio.shape, "lengths")

@@ -93,10 +93,16 @@ def calibrate(run: Callable[[str], tuple[np.ndarray, np.ndarray, np.ndarray]]) -
     """
     codes_d, inputs_d, scale = run("direct")
     codes_f, inputs_f, _ = run("fast")
-    agree = np.cumprod(codes_d == codes_f, axis=0).astype(bool)
-    same_input = np.concatenate([np.ones_like(agree[:1]), agree[:-1]], axis=0)
-    error = np.linalg.norm(inputs_f - inputs_d, axis=-1)[same_input]
-    return SAFETY * float(error.max(initial=0.0)) / max(float(scale), 1e-30)
+    return SAFETY * stage_input_error(codes_d, inputs_d, codes_f, inputs_f) / max(float(scale), 1e-30)
+
+
+def stage_input_error(codes_a: np.ndarray, inputs_a: np.ndarray, codes_b: np.ndarray, inputs_b: np.ndarray) -> float:
+    """The largest l2 difference between two encodings' quantiser stage inputs (``codes [..., N, T]``,
+    ``inputs [..., N, T, D]``), over the stages whose earlier codes agree: after a code that
+    differs, the inputs differ by a codeword, not by rounding."""
+    agree = np.cumprod(codes_a == codes_b, axis=-2).astype(bool)
+    same_input = np.concatenate([np.ones_like(agree[..., :1, :]), agree[..., :-1, :]], axis=-2)
+    return float(np.linalg.norm(inputs_b - inputs_a, axis=-1)[same_input].max(initial=0.0))
 
 
 def crops_for(flagged: np.ndarray, total: int, length: int, context: int) -> list[int]:

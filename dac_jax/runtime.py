@@ -319,6 +319,11 @@ class Model:
         self._fast_encoder = on
 
     @property
+    def checks_codes(self) -> bool:
+        """Whether encoding runs the fast encoder (:attr:`winograd` and :attr:`fast_encoder` both on)."""
+        return self._winograd is not None and self._fast_encoder
+
+    @property
     def fast_encoder_variables(self) -> dict:
         """The inference variables with :attr:`winograd` in the encoder too (what the checked fast
         encoder runs); the inference variables themselves when :attr:`winograd` is off."""
@@ -416,7 +421,7 @@ class DACModel(Model):
         :attr:`fast_encoder` the fast path's with its doubtful frames recomputed directly when the
         result is read (``np.asarray``; :mod:`dac_jax.guard`): the same codes either way."""
         module = self.module if padded else self.unpadded_module
-        if self._winograd is None or not self._fast_encoder:
+        if not self.checks_codes:
             return encode(module, self.inference_variables, audio, n_quantizers, lengths).codes
         codes, doubtful = encode_checked(module, self.fast_encoder_variables, audio, self.guard_error,
                                          n_quantizers, lengths)
@@ -480,7 +485,7 @@ class VAEModel(Model):
 
     def encode_frames(self, audio: np.ndarray, lengths: Optional[np.ndarray] = None) -> jax.Array:
         # no codes to keep: the fast encoder's latents differ from the direct one's by float rounding
-        variables = self.fast_encoder_variables if self._fast_encoder else self.inference_variables
+        variables = self.fast_encoder_variables if self.checks_codes else self.inference_variables
         latents = vae_encode(self.module, variables, audio, None, lengths)
         return jnp.concatenate([latents.m, latents.logs], axis=1)
 

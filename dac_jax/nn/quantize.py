@@ -39,6 +39,11 @@ def nearest_code(encodings: jax.Array, codebook: jax.Array) -> jax.Array:
     original's expanded form ``|e|^2 - 2 e.c + |c|^2``: it rounds differently from a plain cosine
     argmax, and near-ties would flip. The product runs at the highest precision on every backend.
     """
+    return jnp.argmax(_scores(encodings, codebook)[0], axis=-1).astype(jnp.int32)
+
+
+def _scores(encodings: jax.Array, codebook: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(-dist [..., K], the normalised codebook)``: what :func:`nearest_code` ranks."""
     e = l2_normalize(encodings)
     c = l2_normalize(codebook)
     dist = (
@@ -46,7 +51,7 @@ def nearest_code(encodings: jax.Array, codebook: jax.Array) -> jax.Array:
         - 2 * jnp.matmul(e, c.T, precision=lax.Precision.HIGHEST)
         + jnp.sum(jnp.square(c), axis=-1)
     )
-    return jnp.argmax(-dist, axis=-1).astype(jnp.int32)
+    return -dist, c
 
 
 def nearest_code_checked(
@@ -62,13 +67,7 @@ def nearest_code_checked(
     float rounding of the scores themselves (``score_tolerance`` is subtracted from the slack).
     ``slack <= 0`` means: another row might win for the encoding the other path computes.
     """
-    e = l2_normalize(encodings)
-    c = l2_normalize(codebook)
-    score = -(
-        jnp.sum(jnp.square(e), axis=-1, keepdims=True)
-        - 2 * jnp.matmul(e, c.T, precision=lax.Precision.HIGHEST)
-        + jnp.sum(jnp.square(c), axis=-1)
-    )
+    score, c = _scores(encodings, codebook)
     codes = jnp.argmax(score, axis=-1).astype(jnp.int32)
     chosen = jnp.take(c, codes, axis=0)
     separation = jnp.sqrt(jnp.maximum(2 - 2 * jnp.matmul(chosen, c.T, precision=lax.Precision.HIGHEST), 0.0))

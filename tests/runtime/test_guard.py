@@ -71,9 +71,7 @@ def test_the_calibrated_bound_holds_on_audio_it_was_not_calibrated_on(m):
             codec.module, codec.inference_variables, x, 0.0, residuals=True))
         f_codes, f_inputs, _ = (np.asarray(a) for a in runtime.encode_checked(
             codec.module, codec.fast_encoder_variables, x, 0.0, residuals=True))
-        agree = np.cumprod(d_codes == f_codes, axis=1).astype(bool)
-        same_input = np.concatenate([np.ones_like(agree[:, :1]), agree[:, :-1]], axis=1)
-        error = np.linalg.norm(f_inputs - d_inputs, axis=-1)[same_input].max() / scale.max()
+        error = guard.stage_input_error(d_codes, d_inputs, f_codes, f_inputs) / scale.max()
         assert error <= rho / 3, (name, error, rho)
 
 

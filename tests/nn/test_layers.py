@@ -156,6 +156,44 @@ def test_wnconv1d_matches_torch(stride, dilation, transposed):
         _assert_close(ours, theirs)
 
 
+@pytest.mark.parametrize("padded", [True, False], ids=["padded", "unpadded"])
+@pytest.mark.parametrize("stride", [2, 5, 8])
+def test_transposed_wnconv1d_gradients_match_torch(stride, padded):
+    """The upsampling conv's gradients (its backward pass is written out by hand in
+    ``full_correlation``) equal torch's autograd: input, weight_v, weight_g and bias."""
+    torch = require_reference("torch")
+    dac_layers = require_reference("dac.nn.layers")
+    g = _conv_case(stride, 1, True)
+    c_in, c_out = 6, 4
+    torch.manual_seed(stride)
+    reference = _randomize(
+        dac_layers.WNConvTranspose1d(c_in, c_out, kernel_size=g.kernel, stride=stride, padding=g.padding,
+                                     output_padding=g.output_padding), seed=stride)
+    if not padded:
+        _unpad(reference)
+        reference.output_padding = (0,)
+    rng = np.random.default_rng(stride)
+    x = rng.normal(size=(2, 37, c_in)).astype(np.float32)
+    module = WNConv1d(c_in, c_out, g, padded=padded, zero_bias=False)
+    variables = _variables_from_torch(module, reference, x.shape)
+    y_shape = (2, g.output_length(37, padded), c_out)
+    weight = rng.normal(size=y_shape).astype(np.float32)  # the loss: sum(weight * y)
+
+    def loss(params, x):
+        return jnp.sum(module.apply({"params": params}, x) * weight)
+
+    d_params, d_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(variables["params"], jnp.asarray(x))
+
+    x_t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1))).requires_grad_()
+    y_t = reference(x_t)
+    assert tuple(y_t.shape) == (2, c_out, y_shape[1])
+    (y_t * torch.from_numpy(np.ascontiguousarray(weight.transpose(0, 2, 1)))).sum().backward()
+    _assert_close(d_x, x_t.grad.numpy().transpose(0, 2, 1), 1e-6)
+    named = dict(reference.named_parameters())
+    for name in ("weight_v", "weight_g", "bias"):
+        _assert_close(d_params[name], named[name].grad.numpy(), 1e-6)
+
+
 # --------------------------------------------------------------------------------------------
 # Snake
 # --------------------------------------------------------------------------------------------

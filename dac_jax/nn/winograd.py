@@ -103,6 +103,8 @@ def conv1d(
     batch, length, channels = x.shape
     length += padding[0] + padding[1]
     out_length = length - (r - 1) * dilation
+    if out_length <= 0:  # an input shorter than the kernel's span: no outputs, as lax.conv gives
+        return jnp.zeros((batch, 0, u.shape[-1]), x.dtype)
     blocks = -(-out_length // (m * dilation))
     extra = -(-(r - 1) // m)  # input blocks a tile reaches beyond its own
     total = (blocks + extra) * m * dilation

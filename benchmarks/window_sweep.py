@@ -2,7 +2,7 @@
 PyTorch DAC, in one run; and whole-file throughput of both.
 
     .venv/bin/python -m benchmarks.window_sweep [--model_type 44khz] [--windows 0.37 0.38 ... 20]
-        [--reps 3] [--file_seconds 60] [--device cpu|gpu] [--output results] [--winograd 2|4] [--no_compiled]
+        [--reps 3] [--file_seconds 60] [--device cpu|gpu] [--output results] [--winograd 2|4 | --direct] [--no_compiled]
 
 Three implementations: the original in eager PyTorch, the original as a user makes it faster
 (weight norm removed, ``torch.compile``; ``--no_compiled`` skips it) and dac-jax. Per window ``w``,
@@ -19,9 +19,10 @@ Weights are random (seeded), as weights do not change the arithmetic. FLOPs come
 analysis of the compiled chunk function; the machine's peak is a measured float32 matrix product.
 Results go to ``<output>/<device>_<date>/``: ``window_sweep.csv``, ``window_sweep.md``,
 ``window_sweep.png``. Each window also reports how many of dac-jax's codes equal the original's on
-that chunk. ``--winograd m`` runs dac-jax with the opt-in Winograd F(m, 7) convolutions
-(:mod:`dac_jax.nn.winograd`; results under ``<device>_<date>_winograd<m>/``); its GFLOP/s are then
-the FLOPs it executes, fewer than the direct convolutions'.
+that chunk. dac-jax runs its default: on a CPU the decoder's Winograd F(4, 7) convolutions
+(:mod:`dac_jax.nn.winograd`), whose GFLOP/s are then the FLOPs it executes, fewer than the direct
+convolutions'; ``--winograd m`` picks other points, ``--direct`` direct convolutions everywhere
+(results under ``<device>_<date>_winograd<m>/`` or ``_direct/``). The encoder is direct in all.
 """
 
 from __future__ import annotations
@@ -428,8 +429,10 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=4, help="windows per call in independent mode")
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--output", default="results")
-    parser.add_argument("--winograd", type=int, choices=[2, 4], default=None,
-                        help="dac-jax with the opt-in Winograd F(m, 7) decoder (codec.winograd; the encoder stays direct)")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--winograd", type=int, choices=[2, 4], default=None,
+                        help="dac-jax's decoder with Winograd F(m, 7) (codec.winograd; default: the library's)")
+    choice.add_argument("--direct", action="store_true", help="dac-jax with direct convolutions everywhere")
     parser.add_argument("--no_compiled", action="store_true",
                         help="skip the original under torch.compile (its first call per window compiles for 20-50 s)")
     args = parser.parse_args()
@@ -445,13 +448,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         original = Original(args.model_type, args.device, Path(tmp))
         ours = Ours(original.path)
-        ours.codec.winograd = args.winograd
-        env["convolutions"] = (f"dac-jax with Winograd F({args.winograd}, 7) for its kernel-7 convolutions of >= 64 "
-                               "channels (opt-in)") if args.winograd else "dac-jax with direct convolutions (default)"
+        if args.direct or args.winograd:
+            ours.codec.winograd = None if args.direct else args.winograd
+        m = ours.codec.winograd
+        env["convolutions"] = (f"dac-jax {'default: ' if not (args.direct or args.winograd) else ''}the decoder's "
+                               f"kernel-7 convolutions of >= 64 channels as Winograd F({m}, 7), the encoder direct"
+                               if m else "dac-jax with direct convolutions")
         compiled = None if args.no_compiled else Compiled(args.model_type, args.device, Path(tmp))
         rows = sweep(original, ours, args.windows, args.reps, compiled=compiled)
         files = whole_file(original, ours, args.file_seconds, args.file_window, args.batch_size) if args.file_seconds else []
-    name = f"{args.device}_{datetime.date.today().isoformat()}" + (f"_winograd{args.winograd}" if args.winograd else "")
+    name = f"{args.device}_{datetime.date.today().isoformat()}" + (
+        "_direct" if args.direct else f"_winograd{args.winograd}" if args.winograd else "")
     folder = Path(args.output) / name
     write_outputs(folder, rows, files, env, peak, args.model_type)
     print(f"\nwrote {folder}/window_sweep.csv, .md, .png")

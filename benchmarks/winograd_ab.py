@@ -1,4 +1,4 @@
-"""The opt-in Winograd convolutions against the default direct ones, interleaved in one process.
+"""The Winograd convolutions against the direct ones, interleaved in one process.
 
     .venv/bin/python -m benchmarks.winograd_ab [--model_type 44khz | --weights demo16khz] [--windows 0.38 1 5 10] [--reps 5] [--m 4]
 
@@ -36,6 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     codec = dac_jax.load_model(args.weights) if args.weights else dac_jax.init_model(args.model_type, seed=0)
+    codec.winograd = None  # the direct convolutions first (the default decoder on a CPU is Winograd's)
     direct = codec.inference_variables
     codec.winograd = args.m
     codec.fast_encoder = True

@@ -243,6 +243,13 @@ def vae_forward(module: DACVAE, variables, audio: jax.Array, key: Optional[jax.A
 # -- bound models -------------------------------------------------------------------------------------
 
 
+def default_winograd() -> Optional[int]:
+    """The decoder's Winograd points a model starts with: F(4, 7) on a CPU (decompress 1.4-1.5x
+    faster there, audio within float32 rounding; benchmarks/RESULTS.md), direct convolutions on
+    other backends, where it has not been measured."""
+    return 4 if jax.default_backend() == "cpu" else None
+
+
 class Model:
     """An autoencoder module with its variables: what the codec layer runs, for DAC and DAC-VAE alike.
 
@@ -260,7 +267,7 @@ class Model:
     def __init__(self, config: Any, module: Autoencoder, variables: dict, source: Optional[str] = None):
         self.config = config
         self.module = module
-        self._winograd: Optional[int] = None
+        self._winograd: Optional[int] = default_winograd()
         self._fast_encoder = False
         self._guard_stats = guard.GuardStats()
         self.variables = variables
@@ -283,12 +290,12 @@ class Model:
 
     @property
     def winograd(self) -> Optional[int]:
-        """Opt-in: ``2`` or ``4`` runs the wide kernel-7 convolutions as Winograd F(m, 7)
-        (:mod:`dac_jax.nn.winograd`); ``None`` (default) keeps direct convolutions, whose float32
-        results follow the original's. It applies to the decoder, whose audio then differs from
-        the direct path's by float rounding; the encoder stays direct, so codes do not change
-        (:attr:`fast_encoder` runs it fast too, with checked codes). Setting it refolds the
-        inference variables."""
+        """``2`` or ``4`` runs the decoder's wide kernel-7 convolutions as Winograd F(m, 7)
+        (:mod:`dac_jax.nn.winograd`): fewer multiplications, audio within float32 rounding of the
+        direct path's (default on a CPU: :func:`default_winograd`). ``None`` keeps direct
+        convolutions, whose float32 sums follow the original's. The encoder stays direct, so codes
+        never depend on it (:attr:`fast_encoder` runs the encoder fast too, with checked codes).
+        Setting it refolds the inference variables."""
         return self._winograd
 
     @property
@@ -305,7 +312,7 @@ class Model:
 
     @property
     def fast_encoder(self) -> bool:
-        """Opt-in, with :attr:`winograd`: ``encode_frames`` (compress, tokenize) runs the encoder's
+        """Opt-in, with :attr:`winograd` set: ``encode_frames`` (compress, tokenize) runs the encoder's
         Winograd convolutions too. DAC checks each code against the fast path's error bound and
         recomputes the doubtful frames directly (:mod:`dac_jax.guard`): the same codes as the
         direct path, faster only where few codes are doubtful (benchmarks/RESULTS.md). DAC-VAE's

@@ -152,14 +152,14 @@ def test_dac_files_that_do_not_fit_are_reported(tmp_path, weights):
     assert not (tmp_path / "d").exists() or not any((tmp_path / "d").rglob("*.wav"))
 
 
-def test_the_winograd_opt_in_is_honoured_and_gives_the_direct_codes(tmp_path):
+def test_the_convolution_flags_are_honoured_and_the_fast_encoder_gives_the_direct_codes(tmp_path):
     # every residual unit (64 to 512 channels) and the decoder's first conv are kernel-7, stride-1
     # convolutions with >= 64 channels on both sides (dac_jax.nn.fold): 19 convolutions run as Winograd
     config = dac_jax.DACConfig(encoder_dim=64, encoder_rates=(2, 4, 8), latent_dim=64, decoder_dim=512,
                                decoder_rates=(8, 4, 2), n_codebooks=4, codebook_size=64, sample_rate=16000)
     weights = dac_jax.Codec(config, dac_jax.model.dac.init_variables(config, seed=3)).save(tmp_path / "w")
     sf.write(tmp_path / "a.wav", clip(1.0, 16000), 16000, subtype="FLOAT")
-    for name, extra in (("direct", []), ("winograd", ["--winograd", "4"])):
+    for name, extra in (("direct", []), ("winograd", ["--fast_encoder"])):
         res = run("encode", tmp_path / "a.wav", "--output", tmp_path / name, "--weights_path", weights, "--quiet", *extra)
         assert res.returncode == 0, res.stderr
         # the flag runs the checked Winograd encoder, and says how much of it fell back
@@ -167,14 +167,31 @@ def test_the_winograd_opt_in_is_honoured_and_gives_the_direct_codes(tmp_path):
     direct = dac_jax.DACFile.load(tmp_path / "direct" / "a.dac").codes
     winograd = dac_jax.DACFile.load(tmp_path / "winograd" / "a.dac").codes
     np.testing.assert_array_equal(direct, winograd)  # checked: the direct path's codes
-    # the same codes decoded with and without the flag: Winograd's other float32 roundings move some
-    # 16-bit samples by one step (measured: 233 of 16000), which they cannot if the flag is ignored
+    # the same codes decoded by default (Winograd F(4, 7) on a CPU), with --winograd 2 and with --direct:
+    # each other float32 rounding moves some 16-bit samples by one step (measured: 233 of 16000 between
+    # F(4, 7) and direct), which it cannot if a flag is ignored
     decoded = {}
-    for name, extra in (("direct", []), ("winograd", ["--winograd", "4"])):
+    for name, extra in (("winograd", []), ("winograd2", ["--winograd", "2"]), ("direct", ["--direct"])):
         res = run("decode", tmp_path / "direct", "--output", tmp_path / f"out-{name}", "--weights_path", weights,
                   "--quiet", *extra)
         assert res.returncode == 0, res.stderr
         decoded[name], rate = sf.read(tmp_path / f"out-{name}" / "a.wav", dtype="int16")
         assert rate == 16000 and decoded[name].shape == (16000,)
-    steps = np.abs(decoded["winograd"].astype(np.int32) - decoded["direct"])
-    assert np.count_nonzero(steps) >= 10 and steps.max() == 1, (np.count_nonzero(steps), steps.max())
+    for name in ("winograd", "winograd2"):
+        steps = np.abs(decoded[name].astype(np.int32) - decoded["direct"])
+        assert np.count_nonzero(steps) >= 10 and steps.max() == 1, (name, np.count_nonzero(steps), steps.max())
+    assert np.any(decoded["winograd"] != decoded["winograd2"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["encode", "--direct", "--fast_encoder"], "--direct: direct convolutions only; it cannot go with --fast_encoder"),
+    (["decode", "--direct", "--winograd", "4"], "--direct: direct convolutions only; it cannot go with --winograd"),
+    (["encode", "--winograd", "4"], "--winograd: encode runs the direct encoder and no decoder"),
+    (["encode", "--direct"], "--direct: encode runs the direct encoder and no decoder"),
+])
+def test_convolution_flags_that_would_be_ignored_or_conflict_are_refused(tmp_path, args, message):
+    sf.write(tmp_path / "a.wav", clip(0.2, 16000), 16000)
+    res = run(args[0], tmp_path / "a.wav", "--output", tmp_path / "out", "--model_type", "16khz", *args[1:])
+    assert res.returncode != 0 and message in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "out").exists()

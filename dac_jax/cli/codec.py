@@ -15,6 +15,7 @@ from dac_jax.cli.common import (
     start_compilation_cache,
 )
 from dac_jax.codec import batch
+from dac_jax.errors import UsageError
 
 
 def _files_and_plan(args, task: str):
@@ -26,15 +27,28 @@ def _files_and_plan(args, task: str):
     return files, batch.plan(args.input, args.output, task, files, args.overwrite)
 
 
+def _check_convolution_flags(args, decodes: bool) -> None:
+    fast_encoder = getattr(args, "fast_encoder", False)
+    if args.direct and (args.winograd is not None or fast_encoder):
+        raise UsageError(f"--direct: direct convolutions only; it cannot go with "
+                         f"{'--winograd' if args.winograd is not None else '--fast_encoder'}")
+    if not decodes and not fast_encoder and (args.direct or args.winograd is not None):
+        flag = "--direct" if args.direct else "--winograd"
+        raise UsageError(f"{flag}: encode runs the direct encoder and no decoder; {flag} sets the decoder's "
+                         "convolutions (use it with --mode encode_decode), --fast_encoder the encoder's")
+
+
 def _load(args):
     start_compilation_cache(args)
-    return load_from_flags(args.weights_path, args.model_type, args.model_bitrate, args.model_tag, args.winograd)
+    return load_from_flags(args.weights_path, args.model_type, args.model_bitrate, args.model_tag, args.winograd,
+                           args.direct, getattr(args, "fast_encoder", False))
 
 
 def encode(args) -> int:
     task = "roundtrip" if args.mode == "encode_decode" else "encode"
     if task == "roundtrip":
         args.mode = "independent"
+    _check_convolution_flags(args, decodes=task == "roundtrip")
     files, planned = _files_and_plan(args, task)
     model = _load(args)
     target = {None: files.normalize_db, "none": None}.get(args.normalize_db, args.normalize_db)
@@ -51,6 +65,7 @@ def encode(args) -> int:
 
 
 def decode(args) -> int:
+    _check_convolution_flags(args, decodes=True)
     _, planned = _files_and_plan(args, "decode")
     model = _load(args)
     summary = batch.decode_files(model, args.input, args.output, win_duration=args.win_duration,
@@ -80,10 +95,12 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_compilation_cache_flag(p)
     p.add_argument("--winograd", type=int, choices=[2, 4], default=None,
-                   help="Winograd F(m, 7) for the kernel-7 convolutions of >= 64 channels: decoding faster on CPU, "
-                   "its audio within float32 rounding of the default's; encoding checks each code against the "
-                   "fast path's error bound and recomputes doubtful frames directly (the default's codes, but "
-                   "usually slower than the default: see benchmarks/RESULTS.md)")
+                   help="the decoder's kernel-7 convolutions of >= 64 channels as Winograd F(m, 7) (default on "
+                   "a CPU: 4; 1.4-1.5x faster decoding there, audio within float32 rounding of --direct's); with "
+                   "--fast_encoder, the encoder's too")
+    p.add_argument("--direct", action="store_true",
+                   help="direct convolutions only: the decoder's float32 sums follow the original's (the "
+                   "default off a CPU)")
 
 
 def add_commands(sub) -> None:
@@ -91,6 +108,10 @@ def add_commands(sub) -> None:
     _add_model_flags(p)
     p.add_argument("--n_quantizers", type=option(lambda n: options.integer("n_quantizers", n, 1), integer), default=None,
                    help="DAC: codebooks to use (default: all)")
+    p.add_argument("--fast_encoder", action="store_true",
+                   help="encode with the Winograd encoder, each code checked against its error bound and the "
+                   "doubtful frames recomputed directly: the direct encoder's codes, usually slower than it "
+                   "(benchmarks/RESULTS.md); DAC-VAE latents just take its float32 rounding")
     p.add_argument("--mode", default="independent", choices=["independent", "faithful", "encode_decode"],
                    help="independent: codes (latents) equal whole-file encoding, one frame per hop, any window; "
                    "faithful: the original DAC's window-dependent chunks; encode_decode: write the decoded "

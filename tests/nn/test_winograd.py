@@ -59,8 +59,11 @@ def test_folded_winograd_variables_run_the_model_within_float_rounding():
     np.testing.assert_allclose(out.z, direct.z, atol=1e-6 * float(np.max(np.abs(direct.z))))  # measured 6.2e-8
 
 
-def test_the_facade_opt_in_refolds_and_checks_its_value():
+def test_the_facade_setting_refolds_and_checks_its_value():
     codec = dac_jax.init_model(WIDE, seed=1)
+    assert codec.winograd == 4 == runtime.default_winograd()  # the tests run on a CPU
+    assert "winograd_kernel" in str(_paths(codec.inference_variables["folded"]))
+    codec.winograd = None
     audio = np.random.default_rng(1).uniform(-0.5, 0.5, (1, 1, 2000)).astype(np.float32)
     direct_variables = codec.inference_variables
     assert codec.winograd is None and "winograd_kernel" not in str(_paths(direct_variables["folded"]))
@@ -86,8 +89,9 @@ def test_the_facade_opt_in_refolds_and_checks_its_value():
     assert codec.winograd is None
 
 
-def test_the_opt_in_takes_every_kernel_7_convolution_with_64_channels_on_both_sides():
+def test_winograd_takes_every_kernel_7_convolution_with_64_channels_on_both_sides():
     codec = dac_jax.init_model(WIDE, seed=0)
+    codec.winograd = None
     direct = dict(_leaves(codec.inference_variables["folded"]))
     expected = {path[:-1] for path, k in direct.items()
                 if path[-1] == "kernel" and k.shape[0] == 7 and min(k.shape[1:]) >= 64}

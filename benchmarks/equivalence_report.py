@@ -1,6 +1,6 @@
 """Measure how closely dac-jax reproduces the original PyTorch DAC, for every released architecture.
 
-    .venv/bin/python -m benchmarks.equivalence_report [--presets 44khz 24khz ...] [--output FILE.md]
+    .venv/bin/python -m benchmarks.equivalence_report [--presets 44khz 24khz ...] [--output FILE.md] [--direct]
 
 For each preset: a seeded, randomly initialised original model saved in the released format and
 loaded with ``dac_jax.load_model``; noise, a sine sweep and a speech-like signal (batches of 3 clips
@@ -40,11 +40,13 @@ def _row(preset: str, case: str, codes, ref_codes, z, ref_z, latents, ref_latent
     }
 
 
-def measure(preset: str, folder: Path) -> list[dict]:
+def measure(preset: str, folder: Path, direct: bool = False) -> list[dict]:
     import torch
 
     path = reference.reference_checkpoint(preset, folder)
     torch_model, codec = reference.load_torch(path), dac_jax.load_model(path)
+    if direct:
+        codec.winograd = None
     rows = []
     signals = reference.test_signals(codec.sample_rate)
     for name, audio in signals.items():
@@ -56,8 +58,8 @@ def measure(preset: str, folder: Path) -> list[dict]:
     n_samples = int(np.ceil(codec.sample_rate / hop) * hop)
     chunk = np.pad(signals["speech"], ((0, 0), (0, 0), (codec.delay, codec.delay)))[..., :n_samples]
     module = DAC(codec.config, padded=False)
-    ours = module.apply(codec.variables, chunk, method=DAC.encode)
-    ours_audio = module.apply(codec.variables, ours.codes, method=DAC.decode_codes)
+    ours = module.apply(codec.inference_variables, chunk, method=DAC.encode)  # what chunked compression runs
+    ours_audio = module.apply(codec.inference_variables, ours.codes, method=DAC.decode_codes)
     torch_model.padding = False
     with torch.no_grad():
         z, codes, latents, _, _ = torch_model.encode(torch.from_numpy(chunk))
@@ -109,9 +111,11 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["44khz", "44khz-16kbps", "24khz", "16khz"])
     parser.add_argument("--output", type=Path, help="also write the table to this Markdown file")
     parser.add_argument("--compress", action="store_true", help="also compare compress/decompress (slow)")
+    parser.add_argument("--direct", action="store_true",
+                        help="dac-jax with direct convolutions (default: the library's, Winograd decoding on a CPU)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        rows = [row for preset in args.presets for row in measure(preset, Path(folder))]
+        rows = [row for preset in args.presets for row in measure(preset, Path(folder), args.direct)]
         table = to_markdown(rows)
         if args.compress:
             table += "\n\ncompress / decompress (faithful mode) against the original's:\n\n"

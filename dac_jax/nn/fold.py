@@ -34,7 +34,8 @@ def fold_variables(
     the parameters. The result applies to the padded and the unpadded module alike and gives the
     same outputs up to float rounding.
 
-    ``winograd=m`` (2 or 4; an experiment, off by default) stores the kernel-7, stride-1
+    ``winograd=m`` (2 or 4; off unless asked: :class:`dac_jax.runtime.Model` asks for the decoder's
+    on a CPU) stores the kernel-7, stride-1
     convolutions with at least ``winograd_min_channels`` input and output channels as Winograd
     F(m, 7) transforms (:mod:`dac_jax.nn.winograd`): fewer multiplications, larger float32
     rounding. 64 covers every such convolution of the released models but the first and last

@@ -346,7 +346,7 @@ class WNConv1d(Layer):
 
     @nn.nowrap
     def convolve(self, x: jax.Array) -> jax.Array:
-        if self.has_variable(FOLDED, "winograd_kernel"):  # opt-in, see dac_jax.nn.winograd
+        if self.has_variable(FOLDED, "winograd_kernel"):  # see dac_jax.nn.winograd
             from dac_jax.nn import winograd
 
             u, bias = self.get_variable(FOLDED, "winograd_kernel"), self.get_variable(FOLDED, "bias")

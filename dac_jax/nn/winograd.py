@@ -1,4 +1,4 @@
-"""Winograd (Toom-Cook) minimal filtering for the kernel-7 convolutions: an opt-in experiment.
+"""Winograd (Toom-Cook) minimal filtering for the kernel-7 convolutions.
 
 A correlation of ``m`` consecutive outputs with an ``r``-tap kernel takes ``m * r`` products per
 channel pair directly and ``n = m + r - 1`` with Winograd's F(m, r)::
@@ -13,8 +13,10 @@ by the transposition principle applied to Toom-Cook's linear convolution.
 
 The results are the same sums in another order and through rational transforms: float32 errors
 grow with ``m`` (the points' spread), so codes may differ from the direct convolution's where two
-codebook entries are nearly tied. Measured in ``benchmarks/RESULTS.md``; not used unless asked for
-(``fold_variables(..., winograd=m)``).
+codebook entries are nearly tied. Measured in ``benchmarks/RESULTS.md``. Used where
+``fold_variables(..., winograd=m)`` asks for it: by default the decoder's on a CPU
+(:func:`dac_jax.runtime.default_winograd`), whose outputs are audio, not codes; the encoder's only
+with the checked fast encoder (:mod:`dac_jax.guard`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ from tests import reference
 pytestmark = pytest.mark.slow
 
 # About 10x the largest differences measured here (float32, x86_64 CPU): the decompressed audio
-# against the original's decompress 2.0e-6 max abs; input_db 3.8e-6 LU (the codec needs 0.01 LU).
-MAX_AUDIO_DIFF = 2e-5
+# against the original's decompress 2.0e-6 max abs with direct convolutions; input_db 3.8e-6 LU (the
+# codec needs 0.01 LU). decompress runs the default decoder, Winograd F(4, 7) on a CPU, whose audio
+# the model-level comparison measured within 1.0e-5 of the original's (24khz; tests/model).
+MAX_AUDIO_DIFF = 1e-4
 MAX_LOUDNESS_DIFF = 1e-4
 
 # DAC_SPEC section 3's chunk table: (model, window) -> (n_samples, hop)

@@ -44,8 +44,10 @@ PADDING = {("44khz", "48k-edge-mono"): 1, ("44khz-16kbps", "48k-edge-mono"): 1,
 
 BATCH = 2  # windows per compiled call: a clip here is one window per channel
 
-# between the two decompresses on the same file: measured <= 2.2e-6 (random weights, CPU)
-TOLERANCE = 2e-5
+# between the two decompresses on the same file: measured <= 2.2e-6 (random weights, CPU) with direct
+# convolutions; dac-jax's default decoder on a CPU (Winograd F(4, 7)) is within 1.0e-5 of the
+# original's at the model level (24khz; tests/model), so about 10x that
+TOLERANCE = 1e-4
 
 
 def clip(seconds: int, extra: int, channels: int, rate: int) -> np.ndarray:

@@ -6,7 +6,12 @@ documented there, :mod:`dac_jax.cli.train`); run with ``--help`` for the flags.
 
 import sys
 
-from dac_jax.cli.train import main
+if __name__ == "__main__":
+    from dac_jax.memory import keep_freed_memory
+
+    keep_freed_memory()  # re-executes once, so that every step reuses the last one's memory
+
+from dac_jax.cli.train import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

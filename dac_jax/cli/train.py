@@ -777,4 +777,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from dac_jax.memory import keep_freed_memory
+
+    keep_freed_memory()  # re-executes once with glibc keeping freed memory (dac_jax.memory)
     sys.exit(main())

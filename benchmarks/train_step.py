@@ -1,7 +1,7 @@
 """One full training step of the recipe, dac-jax beside the original, interleaved in one run.
 
     .venv/bin/python -m benchmarks.train_step [--presets 16khz 44khz] [--batch 4] [--seconds 0.38]
-        [--steps 5] [--output results/train_step] [--device cpu|gpu]
+        [--steps 5] [--output results/train_step] [--device cpu|gpu] [--same_process]
 
 A step is what the original's ``scripts/train.py`` ``train_loop`` does: the transforms (VolumeNorm
 -16 LUFS, RescaleAudio, ShiftPhase), the generator forward, the discriminator update on the
@@ -15,10 +15,17 @@ batch and excerpt length, random weights (each its own initialisation) and rando
 
 For each preset: the first step of each is timed apart (dac-jax: trace + compile; the original:
 allocator warm-up), then ``--steps`` steps alternate between the two, so that load on the machine
-touches both alike. Reported: median seconds per step, steps/s, excerpts/s, the first step, and the
-peak resident memory of the process (``ru_maxrss``) after dac-jax's first step (dac-jax alone: it
-is built first) and after the original's (both); with several presets it is the process's, so run
-one preset per invocation for each one's own peak. Results: ``<output>/train_step.json`` and ``.md``.
+touches both alike. By default each implementation runs in its own worker process, as a trainer
+runs alone: the parent only tells them in turn to take a step; dac-jax's worker starts with the
+allocator settings ``train.py`` runs with (:mod:`dac_jax.memory`; ``DAC_JAX_KEEP_MEMORY=0`` for
+the system's), the original's with the system's, as its ``scripts/train.py`` runs. ``--same_process`` runs both in this
+process instead (the method of the first measurements): there each one's freed memory and the
+other's allocations meet in one address space, which measured to cost dac-jax several seconds of
+page faulting a step (benchmarks/RESULTS.md). Reported: median seconds per step, steps/s,
+excerpts/s, the first step, each step's user and system CPU seconds and minor page faults (the
+process's ``getrusage`` around the step), and peak resident memory (``ru_maxrss``): each worker's
+own, or with ``--same_process`` the process's after dac-jax's first step and after the
+original's. Results: ``<output>/train_step.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from dac_jax import memory
 
 LAMBDAS = {"mel/loss": 15.0, "adv/feat_loss": 2.0, "adv/gen_loss": 1.0, "vq/commitment_loss": 0.25,
            "vq/codebook_loss": 1.0, "stft/loss": 0.0, "waveform/loss": 0.0}
@@ -152,20 +161,106 @@ class Ours:
 
 
 def timed(step, audio) -> float:
+    return measured(step, audio)["s"]
+
+
+def measured(step, audio) -> dict:
+    """Wall seconds of ``step(audio)``, and the process's user / system CPU seconds and minor page
+    faults during it."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     step(audio)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {"s": wall, "user_s": after.ru_utime - before.ru_utime, "sys_s": after.ru_stime - before.ru_stime,
+            "minor_faults": after.ru_minflt - before.ru_minflt}
+
+
+def make_batches(preset: str, batch: int, seconds: float, count: int) -> list[np.ndarray]:
+    """``count`` batches of noise ``[batch, 1, whole frames]`` at the preset's rate (the same in every process)."""
+    from dac_jax.model.config import PRESETS
+
+    rate, hop = PRESETS[preset].sample_rate, PRESETS[preset].hop_length
+    samples = int(round(seconds * rate / hop)) * hop
+    rng = np.random.default_rng(0)
+    return [(rng.standard_normal((batch, 1, samples)) * 0.1).astype(np.float32) for _ in range(count)]
+
+
+def _worker(connection, name: str, preset: str, batch: int, seconds: float, steps: int, device: str) -> None:
+    """One implementation in its own process: build it, then take step k whenever told ``k``."""
+    if device == "cpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    batches = make_batches(preset, batch, seconds, steps + 1)
+    start = time.perf_counter()
+    impl = Ours(preset) if name == "dac-jax" else Original(preset, device=device)
+    connection.send(time.perf_counter() - start)
+    while (k := connection.recv()) is not None:
+        connection.send(measured(impl.step, batches[k]))
+    connection.send(peak_mb())
+
+
+def run_processes(preset: str, batch: int, seconds: float, steps: int, device: str = "cpu") -> dict:
+    """:func:`run` with each implementation in its own worker process (``spawn``: nothing inherited)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    batches = make_batches(preset, batch, seconds, 1)
+    result = {"preset": preset, "batch": batch, "samples": batches[0].shape[-1],
+              "seconds": batches[0].shape[-1] / _rate(preset), "isolation": "processes"}
+    workers = {}
+    for name in ("dac-jax", "original"):  # built and warmed one after the other, as in run()
+        parent, child = context.Pipe()
+        process = context.Process(target=_worker, args=(child, name, preset, batch, seconds, steps, device))
+        saved = dict(os.environ)
+        if name == "dac-jax" and memory.applies():  # what train.py runs with (dac_jax.memory)
+            os.environ.update(memory.tunables_environment())
+        try:
+            process.start()  # a spawned worker starts from this environment
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        build = parent.recv()
+        parent.send(0)
+        first = parent.recv()
+        workers[name] = (process, parent)
+        result[name] = {"build_s": build, "first_step_s": first["s"], "steps_s": [], "steps": [],
+                        "keeps_freed_memory": name == "dac-jax" and memory.applies()}
+    for k in range(1, steps + 1):
+        for name, (_, connection) in workers.items():  # interleaved
+            connection.send(k)
+            step = connection.recv()
+            result[name]["steps"].append(step)
+            result[name]["steps_s"].append(step["s"])
+    for name, (process, connection) in workers.items():
+        connection.send(None)
+        result[name]["peak_rss_mb"] = connection.recv()
+        process.join(timeout=60)
+    return _summarise(result, batch)
+
+
+def _rate(preset: str) -> int:
+    from dac_jax.model.config import PRESETS
+
+    return PRESETS[preset].sample_rate
+
+
+def _summarise(result: dict, batch: int) -> dict:
+    for name in ("dac-jax", "original"):
+        r = result[name]
+        median = statistics.median(r["steps_s"])
+        r.update(median_s=median, steps_per_s=1 / median, excerpts_per_s=batch / median)
+        if r.get("steps"):
+            for key in ("user_s", "sys_s", "minor_faults"):
+                r[f"median_{key}"] = statistics.median(step[key] for step in r["steps"])
+    result["speedup"] = result["original"]["median_s"] / result["dac-jax"]["median_s"]
+    return result
 
 
 def run(preset: str, batch: int, seconds: float, steps: int, device: str = "cpu") -> dict:
-    from dac_jax.model.config import PRESETS
-
-    rate = PRESETS[preset].sample_rate
-    hop = PRESETS[preset].hop_length
-    samples = int(round(seconds * rate / hop)) * hop
-    rng = np.random.default_rng(0)
-    batches = [(rng.standard_normal((batch, 1, samples)) * 0.1).astype(np.float32) for _ in range(steps + 1)]
-    result = {"preset": preset, "batch": batch, "samples": samples, "seconds": samples / rate}
+    """Both implementations in this process (``--same_process``), steps interleaved."""
+    batches = make_batches(preset, batch, seconds, steps + 1)
+    result = {"preset": preset, "batch": batch, "samples": batches[0].shape[-1],
+              "seconds": batches[0].shape[-1] / _rate(preset), "isolation": "same process"}
     impls = {}
     for name, make in (("dac-jax", Ours), ("original", Original)):
         t = time.perf_counter()
@@ -173,16 +268,15 @@ def run(preset: str, batch: int, seconds: float, steps: int, device: str = "cpu"
         build = time.perf_counter() - t
         first = timed(impl.step, batches[0])
         impls[name] = impl
-        result[name] = {"build_s": build, "first_step_s": first, "steps_s": [], "peak_rss_mb_so_far": peak_mb()}
+        result[name] = {"build_s": build, "first_step_s": first, "steps_s": [], "steps": [],
+                        "peak_rss_mb_so_far": peak_mb()}
     for k in range(1, steps + 1):
         for name, impl in impls.items():  # interleaved
-            result[name]["steps_s"].append(timed(impl.step, batches[k]))
-    for name in impls:
-        median = statistics.median(result[name]["steps_s"])
-        result[name].update(median_s=median, steps_per_s=1 / median, excerpts_per_s=batch / median)
+            step = measured(impl.step, batches[k])
+            result[name]["steps"].append(step)
+            result[name]["steps_s"].append(step["s"])
     result["peak_rss_mb_after_both"] = peak_mb()
-    result["speedup"] = result["original"]["median_s"] / result["dac-jax"]["median_s"]
-    return result
+    return _summarise(result, batch)
 
 
 def main() -> None:
@@ -193,6 +287,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--output", default="results/train_step")
     ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="both implementations on this device")
+    ap.add_argument("--same_process", action="store_true",
+                    help="run both implementations in this process (default: each in its own worker process)")
     args = ap.parse_args()
     if args.device == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -200,25 +296,35 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for preset in args.presets:
-        results.append(run(preset, args.batch, args.seconds, args.steps, args.device))
+        measure = run if args.same_process else run_processes
+        results.append(measure(preset, args.batch, args.seconds, args.steps, args.device))
         print(json.dumps(results[-1], indent=1), flush=True)
     import jax
 
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "jax": jax.__version__,
             "device": str(jax.devices()[0]), "results": results}
     (out / "train_step.json").write_text(json.dumps(meta, indent=2) + "\n")
+    where = "in one process" if args.same_process else "each in its own process"
     lines = [f"One training step, batch {args.batch} x {args.seconds} s, {meta['machine']}, median of {args.steps} "
-             "interleaved steps", "",
+             f"interleaved steps, {where}", "",
              "| model | original s/step | dac-jax s/step | dac-jax vs original | original excerpts/s | dac-jax excerpts/s "
-             "| first step: original / dac-jax (compile) |", "|---|---|---|---|---|---|---|"]
+             "| first step: original / dac-jax (compile) | CPU s per step, user + sys: original / dac-jax "
+             "| minor page faults per step: original / dac-jax |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         o, j = r["original"], r["dac-jax"]
         lines.append(f"| {r['preset']} | {o['median_s']:.2f} | {j['median_s']:.2f} | {r['speedup']:.2f}x | "
-                     f"{o['excerpts_per_s']:.2f} | {j['excerpts_per_s']:.2f} | {o['first_step_s']:.1f} / {j['first_step_s']:.1f} s |")
+                     f"{o['excerpts_per_s']:.2f} | {j['excerpts_per_s']:.2f} | {o['first_step_s']:.1f} / {j['first_step_s']:.1f} s | "
+                     f"{o['median_user_s']:.1f} + {o['median_sys_s']:.1f} / {j['median_user_s']:.1f} + {j['median_sys_s']:.1f} | "
+                     f"{o['median_minor_faults']:.0f} / {j['median_minor_faults']:.0f} |")
     lines.append("")
-    lines.append("Peak resident memory of the process: " + ", ".join(
-        f"{r['preset']} {r['dac-jax']['peak_rss_mb_so_far']:.0f} MB with dac-jax alone, "
-        f"{r['original']['peak_rss_mb_so_far']:.0f} MB once the original ran too" for r in results))
+    if args.same_process:
+        lines.append("Peak resident memory of the process: " + ", ".join(
+            f"{r['preset']} {r['dac-jax']['peak_rss_mb_so_far']:.0f} MB with dac-jax alone, "
+            f"{r['original']['peak_rss_mb_so_far']:.0f} MB once the original ran too" for r in results))
+    else:
+        lines.append("Peak resident memory of each process: " + ", ".join(
+            f"{r['preset']} original {r['original']['peak_rss_mb']:.0f} MB, dac-jax {r['dac-jax']['peak_rss_mb']:.0f} MB"
+            for r in results))
     (out / "train_step.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

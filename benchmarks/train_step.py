@@ -18,10 +18,10 @@ allocator warm-up), then ``--steps`` steps alternate between the two, so that lo
 touches both alike. By default each implementation runs in its own worker process, as a trainer
 runs alone: the parent only tells them in turn to take a step; dac-jax's worker starts with the
 allocator settings ``train.py`` runs with (:mod:`dac_jax.memory`; ``DAC_JAX_KEEP_MEMORY=0`` for
-the system's), the original's with the system's, as its ``scripts/train.py`` runs. ``--same_process`` runs both in this
-process instead (the method of the first measurements): there each one's freed memory and the
-other's allocations meet in one address space, which measured to cost dac-jax several seconds of
-page faulting a step (benchmarks/RESULTS.md). Reported: median seconds per step, steps/s,
+the system's), the original's with the system's, as its ``scripts/train.py`` runs. Without them
+dac-jax's step page-faults its working memory afresh every step, which costs most when the other
+implementation has just run (benchmarks/RESULTS.md). ``--same_process`` runs both in this process
+instead (the method of the first measurements), with this process's allocator settings. Reported: median seconds per step, steps/s,
 excerpts/s, the first step, each step's user and system CPU seconds and minor page faults (the
 process's ``getrusage`` around the step), and peak resident memory (``ru_maxrss``): each worker's
 own, or with ``--same_process`` the process's after dac-jax's first step and after the

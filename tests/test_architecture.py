@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dac_jax"
 
 # rank of each top-level part of the package: a module may import its own part or lower ranks
 RANKS = {
-    "errors": 0, "options": 0, "fileio": 0, "version": 0, "tokens": 0, "quiet_tf": 0,
+    "errors": 0, "options": 0, "fileio": 0, "version": 0, "tokens": 0, "quiet_tf": 0, "memory": 0,
     "nn": 1, "audio": 1,
     "model": 2,
     "guard": 3, "runtime": 3, "stream": 3, "train": 3,

@@ -160,10 +160,6 @@ class Ours:
         return float(self.jax.block_until_ready(metrics["loss"]))
 
 
-def timed(step, audio) -> float:
-    return measured(step, audio)["s"]
-
-
 def measured(step, audio) -> dict:
     """Wall seconds of ``step(audio)``, and the process's user / system CPU seconds and minor page
     faults during it."""
@@ -249,9 +245,8 @@ def _summarise(result: dict, batch: int) -> dict:
         r = result[name]
         median = statistics.median(r["steps_s"])
         r.update(median_s=median, steps_per_s=1 / median, excerpts_per_s=batch / median)
-        if r.get("steps"):
-            for key in ("user_s", "sys_s", "minor_faults"):
-                r[f"median_{key}"] = statistics.median(step[key] for step in r["steps"])
+        for key in ("user_s", "sys_s", "minor_faults"):
+            r[f"median_{key}"] = statistics.median(step[key] for step in r["steps"])
     result["speedup"] = result["original"]["median_s"] / result["dac-jax"]["median_s"]
     return result
 
@@ -266,7 +261,7 @@ def run(preset: str, batch: int, seconds: float, steps: int, device: str = "cpu"
         t = time.perf_counter()
         impl = make(preset, device=device) if make is Original else make(preset)
         build = time.perf_counter() - t
-        first = timed(impl.step, batches[0])
+        first = measured(impl.step, batches[0])["s"]
         impls[name] = impl
         result[name] = {"build_s": build, "first_step_s": first, "steps_s": [], "steps": [],
                         "peak_rss_mb_so_far": peak_mb()}

@@ -9,17 +9,16 @@ reads ready-made kernels instead of renormalising and transposing ~75 M weights 
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.core import unfreeze
 
 from dac_jax.nn.geometry import ConvGeometry
 from dac_jax.nn.layers import FOLDED, WNConv1d, fold_kernel, weight_norm
+from dac_jax.nn.layout import find_convolutions
 
 
 def fold_variables(
@@ -44,15 +43,8 @@ def fold_variables(
     """
     if FOLDED in variables:
         return variables
-    convs: dict[tuple[str, ...], ConvGeometry] = {}
-
-    def record(next_fun, fn_args, fn_kwargs, context):
-        if isinstance(context.module, WNConv1d):
-            convs[tuple(context.module.path)] = context.module.geometry
-        return next_fun(*fn_args, **fn_kwargs)
-
-    with nn.intercept_methods(record):
-        jax.eval_shape(functools.partial(module.apply, method=method, **kwargs), variables, *args)
+    convs = {path: layer.geometry for path, layer in find_convolutions(module, variables, *args, method=method, **kwargs).items()
+             if isinstance(layer, WNConv1d)}
 
     params = unfreeze(variables["params"])
     folded: dict = {}

@@ -3,7 +3,9 @@
 Every module here works on channels-last arrays ``[B, T, C]``. Parameters keep the original
 PyTorch layouts exactly (``weight_v`` ``[out, in, k]`` for a conv, ``[in, out, k]`` for a
 transposed conv; ``weight_g`` ``[dim0, 1, 1]``; Snake ``alpha`` ``[1, C, 1]``), so importing a
-PyTorch state dict is a renaming of keys and nothing else.
+PyTorch state dict is a renaming of keys and nothing else. The training state holds the same
+numbers rearranged into the layout the convolution runs (``kernel_v`` / ``kernel_g``,
+:mod:`dac_jax.nn.layout`); both layers read either form.
 
 :class:`WNConv1d` is the codecs' conv (padded/unpadded modes, transposed, dilated, folded for
 inference); :class:`WNConv` is a plain ``nn.Conv1d`` / ``nn.Conv2d`` (grouped, ``[B, T, C]`` or
@@ -39,6 +41,14 @@ def weight_norm(v: jax.Array, g: jax.Array) -> jax.Array:
     ``[in, out, k]``, so the norm is per *input* channel, as in the original.
     """
     return v * (g / _l2_norm_except_0(v))
+
+
+def conv_weight_norm(kernel_v: jax.Array, kernel_g: jax.Array) -> jax.Array:
+    """:func:`weight_norm` of parameters in the conv layout (:mod:`dac_jax.nn.layout`): the norm is
+    over every axis on which ``kernel_g`` has size 1 (its one other axis holds the channel the
+    norm belongs to)."""
+    axes = tuple(a for a, n in enumerate(kernel_g.shape) if n == 1)
+    return kernel_v * (kernel_g / jnp.sqrt(jnp.sum(jnp.square(kernel_v), axis=axes, keepdims=True)))
 
 
 def snake(x: jax.Array, alpha: jax.Array) -> jax.Array:
@@ -150,10 +160,17 @@ def _full_correlation_backward(residuals, grad):
     # d kernel[j] = sum over batch and time of x_padded[q + j] (x) grad[q]: one matrix product per tap
     d_kernel = jnp.stack([jnp.einsum("bti,bto->io", padded[:, j : j + outputs], grad) for j in range(taps)])
     # d x[t] = sum_j grad[t + J - 1 - j] @ kernel[j]^T: a valid correlation with the flipped kernel
-    d_x = lax.conv_general_dilated(
-        grad, jnp.transpose(jnp.flip(kernel, 0), (0, 2, 1)), window_strides=(1,), padding=[(0, 0)],
-        dimension_numbers=("NWC", "WIO", "NWC"),
-    )
+    if kernel.size > grad.size:
+        # a kernel larger than the signal (the first upsampling convs, over a few frames): one
+        # product per tap reads the kernel as it lies, where the correlation would first transpose
+        # it (measured at the 16 kHz model's first one, [2, 1536, 6144] over 19 frames: 67 vs 126 ms)
+        d_x = sum(jnp.einsum("bto,io->bti", grad[:, taps - 1 - j : taps - 1 - j + length], kernel[j])
+                  for j in range(taps))
+    else:
+        d_x = lax.conv_general_dilated(
+            grad, jnp.transpose(jnp.flip(kernel, 0), (0, 2, 1)), window_strides=(1,), padding=[(0, 0)],
+            dimension_numbers=("NWC", "WIO", "NWC"),
+        )
     return d_x, d_kernel
 
 
@@ -161,18 +178,21 @@ full_correlation.defvjp(_full_correlation_forward, _full_correlation_backward)
 
 
 _DIMENSION_NUMBERS = {1: ("NWC", "OIW", "NWC"), 2: ("NHWC", "OIHW", "NHWC")}
+_CONV_LAYOUT_DIMENSION_NUMBERS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC")}
 
 
-def conv_nd(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Sequence[int], groups: int = 1) -> jax.Array:
+def conv_nd(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Sequence[int], groups: int = 1,
+            conv_layout: bool = False) -> jax.Array:
     """``nn.Conv1d`` / ``nn.Conv2d`` (undilated, zero padding ``padding`` on both sides of each
     axis, ``groups``) of channels-last ``x [B, T, Cin]`` / ``[B, H, W, Cin]`` with a PyTorch-layout
-    weight ``[out, in / groups, *kernel]``."""
+    weight ``[out, in / groups, *kernel]``, or with ``conv_layout`` a kernel ``[*kernel, in / groups, out]``."""
+    numbers = _CONV_LAYOUT_DIMENSION_NUMBERS if conv_layout else _DIMENSION_NUMBERS
     return lax.conv_general_dilated(
         x,
         weight,
         window_strides=tuple(stride),
         padding=[(p, p) for p in padding],
-        dimension_numbers=_DIMENSION_NUMBERS[weight.ndim - 2],
+        dimension_numbers=numbers[weight.ndim - 2],
         feature_group_count=groups,
     )
 
@@ -339,6 +359,8 @@ class WNConv1d(Layer):
             raise ValueError("operator_norm is for kernel-1 convolutions")
         if self.has_variable(FOLDED, "kernel"):
             kernel = self.get_variable(FOLDED, "kernel")
+        elif self.has_variable("params", KERNEL_V):
+            kernel = conv_weight_norm(self.get_variable("params", KERNEL_V), self.get_variable("params", KERNEL_G))
         else:
             v, g, _ = _weight_norm_params(self, *self._shapes(), self.zero_bias)
             kernel = fold_kernel(weight_norm(v, g), self.geometry)
@@ -354,6 +376,9 @@ class WNConv1d(Layer):
             return winograd.conv1d(x, u, m, self.geometry.dilation, self.geometry.pads(self.padded), bias)
         if self.has_variable(FOLDED, "kernel"):
             kernel, bias = self.get_variable(FOLDED, "kernel"), self.get_variable(FOLDED, "bias")
+        elif self.has_variable("params", KERNEL_V):  # training's conv layout (dac_jax.nn.layout)
+            kernel = conv_weight_norm(self.get_variable("params", KERNEL_V), self.get_variable("params", KERNEL_G))
+            bias = self.get_variable("params", "bias")
         else:
             v, g, bias = _weight_norm_params(self, *self._shapes(), self.zero_bias)
             kernel = fold_kernel(weight_norm(v, g), self.geometry)
@@ -362,6 +387,8 @@ class WNConv1d(Layer):
 
 #: The variable collection holding folded inference kernels (see :class:`WNConv1d`).
 FOLDED = "folded"
+#: The parameters of a weight-normed convolution in the conv layout (:mod:`dac_jax.nn.layout`).
+KERNEL_V, KERNEL_G = "kernel_v", "kernel_g"
 
 
 def _l2_norm_except_0(v):
@@ -475,11 +502,17 @@ class WNConv(Layer):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         s = self.spec
+        if self.along_time and s.groups != 1:
+            raise ValueError(f"along_time runs ungrouped convolutions only, got {s}")
+        if self.has_variable("params", KERNEL_V):  # training's conv layout [*kernel, in / groups, out]
+            w = conv_weight_norm(self.get_variable("params", KERNEL_V), self.get_variable("params", KERNEL_G))
+            bias = self.get_variable("params", "bias")
+            if self.along_time:
+                return conv1d_folded(x, w[:, 0], s.time_geometry(), padded=True) + bias
+            return conv_nd(x, w, s.stride, s.padding, s.groups, conv_layout=True) + bias
         v, g, bias = _weight_norm_params(self, s.weight_shape, s.out_channels, zero_bias=False)
         w = weight_norm(v, g)
         if self.along_time:
-            if s.groups != 1:
-                raise ValueError(f"along_time runs ungrouped convolutions only, got {s}")
             return conv1d(x, w[..., 0], s.time_geometry(), padded=True) + bias
         return conv_nd(x, w, s.stride, s.padding, s.groups) + bias
 

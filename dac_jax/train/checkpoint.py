@@ -37,6 +37,8 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from dac_jax.errors import WeightsError
+from dac_jax.nn import layout
+from dac_jax.train.state import generator_layout
 
 BEST_METRIC = "val/mel/loss"
 DELETED = ".deleted"  # where steps are moved, atomically, before they are deleted
@@ -122,6 +124,10 @@ class Checkpoints:
         )
         return out["state"], dict(out["record"])
 
+    def saved_tree(self, step: int) -> Any:
+        """The structure of the state saved at ``step``: its nesting, with array metadata as leaves."""
+        return ocp.StandardCheckpointer().metadata(self.directory / str(step) / "state").item_metadata.tree
+
     def close(self) -> None:
         self.manager.close()
 
@@ -202,5 +208,7 @@ def read_run_generator(run: str | Path, step: str | int = "best") -> RunGenerato
     finally:
         manager.close()
     record = dict(out["record"])
+    config = _model_config(record, directory / str(chosen))
     params = jax.tree_util.tree_map(np.asarray, out["state"]["generator"])
-    return RunGenerator(_model_config(record, directory / str(chosen)), params, chosen, dict(record.get("metrics") or {}))
+    params = generator_layout(config, params, layout.to_torch_layout)  # as imports and exports speak
+    return RunGenerator(config, params, chosen, dict(record.get("metrics") or {}))

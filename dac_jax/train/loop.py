@@ -30,12 +30,13 @@ from clu import metric_writers, metrics as clu_metrics, periodic_actions
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dac_jax.errors import DacJaxError, LostProcessError, UsageError
+from dac_jax.nn import layout
 from dac_jax.train import step as S
 from dac_jax.train.checkpoint import BEST_METRIC, Checkpoints
 from dac_jax.train.config import TrainConfig
 from dac_jax.train.excerpts import DataConfig
 from dac_jax.train.pipeline import AudioPipeline
-from dac_jax.train.state import TrainState, create_train_state, param_count
+from dac_jax.train.state import TrainState, create_train_state, param_count, to_conv_layout, to_torch_layout
 
 log = logging.getLogger("dac_jax.train")
 
@@ -253,7 +254,14 @@ def restore_or_init(checkpoints: Checkpoints, config: TrainConfig, state: TrainS
     latest = checkpoints.latest_step()
     if latest is None:
         return state
-    state, record = checkpoints.restore(latest, state)
+    if layout.in_conv_layout(checkpoints.saved_tree(latest)["generator"]):
+        state, record = checkpoints.restore(latest, state)
+    else:  # written before the training state held the conv layout: restored as saved, then converted
+        sharding = jax.tree_util.tree_leaves(state)[0].sharding
+        saved = jax.eval_shape(functools.partial(to_torch_layout, config.step), state)
+        saved = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), saved)
+        state, record = checkpoints.restore(latest, saved)
+        state = jax.jit(functools.partial(to_conv_layout, config.step), out_shardings=sharding)(state)
     log.info("resumed from %s at step %d", checkpoints.directory, latest)
     if record.get("batch_size") != config.batch_size or record.get("seed") != config.seed:
         log.warning("the checkpoint was written with batch size %s and seed %s; this run uses %s and %s: "

@@ -158,13 +158,14 @@ def test_wnconv1d_matches_torch(stride, dilation, transposed):
 
 @pytest.mark.parametrize("padded", [True, False], ids=["padded", "unpadded"])
 @pytest.mark.parametrize("stride", [2, 5, 8])
-def test_transposed_wnconv1d_gradients_match_torch(stride, padded):
+@pytest.mark.parametrize("c_in, c_out, length", [(6, 4, 37), (24, 16, 3)], ids=["long input", "short input"])
+def test_transposed_wnconv1d_gradients_match_torch(stride, padded, c_in, c_out, length):
     """The upsampling conv's gradients (its backward pass is written out by hand in
-    ``full_correlation``) equal torch's autograd: input, weight_v, weight_g and bias."""
+    ``full_correlation``; a short input with a larger kernel takes its per-tap input gradient)
+    equal torch's autograd: input, weight_v, weight_g and bias."""
     torch = require_reference("torch")
     dac_layers = require_reference("dac.nn.layers")
     g = _conv_case(stride, 1, True)
-    c_in, c_out = 6, 4
     torch.manual_seed(stride)
     reference = _randomize(
         dac_layers.WNConvTranspose1d(c_in, c_out, kernel_size=g.kernel, stride=stride, padding=g.padding,
@@ -173,10 +174,10 @@ def test_transposed_wnconv1d_gradients_match_torch(stride, padded):
         _unpad(reference)
         reference.output_padding = (0,)
     rng = np.random.default_rng(stride)
-    x = rng.normal(size=(2, 37, c_in)).astype(np.float32)
+    x = rng.normal(size=(2, length, c_in)).astype(np.float32)
     module = WNConv1d(c_in, c_out, g, padded=padded, zero_bias=False)
     variables = _variables_from_torch(module, reference, x.shape)
-    y_shape = (2, g.output_length(37, padded), c_out)
+    y_shape = (2, g.output_length(length, padded), c_out)
     weight = rng.normal(size=y_shape).astype(np.float32)  # the loss: sum(weight * y)
 
     def loss(params, x):

@@ -142,14 +142,18 @@ def test_two_processes_train_as_one_process_with_two_devices(job):
     for run in (one, job["save"]):
         assert sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4, 6]
     # runs saved on 2 devices (one process, or two) load into this 1-device process: the best step's
-    # generator, as the checkpoint holds it, and a codec that encodes with it
+    # generator, as the checkpoint holds it (in PyTorch's layouts, as imports and exports speak),
+    # and a codec that encodes with it
     import dac_jax
+    from dac_jax.nn import layout
     from dac_jax.train.checkpoint import read_run_generator
+    from dac_jax.train.state import generator_layout
 
     for run in (one, job["save"]):
         chosen = read_run_generator(run, STEPS)
         assert chosen.step == STEPS
-        jax.tree_util.tree_map(np.testing.assert_array_equal, chosen.params, a.generator)
+        expected = generator_layout(chosen.config, jax.device_get(a.generator), layout.to_torch_layout)
+        jax.tree_util.tree_map(np.testing.assert_array_equal, chosen.params, expected)
         codec = dac_jax.load_model(run)
         codes = codec.encode(np.zeros((1, 1, codec.config.hop_length * 4), np.float32))
         assert codes.shape == (1, codec.config.n_codebooks, 4)

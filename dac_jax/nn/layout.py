@@ -80,7 +80,7 @@ def kernel_to_torch(kernel, kernel_g, layer: nn.Module):
     """The inverse of :func:`kernel_from_torch`: ``(weight_v, weight_g)`` in PyTorch's layouts."""
     xp = np if isinstance(kernel, np.ndarray) else jnp
     n = int(np.prod(kernel_g.shape))
-    g = xp.reshape(kernel_g, (n, 1, 1) if kernel.ndim == 3 else (n,) + (1,) * (kernel.ndim - 1))
+    g = xp.reshape(kernel_g, (n,) + (1,) * (kernel.ndim - 1))  # weight_g [dim0, 1, ...]
     if isinstance(layer, WNConv1d):
         geometry = layer.geometry
         if not geometry.transposed:

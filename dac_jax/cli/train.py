@@ -256,6 +256,7 @@ def train(
                      "vq/commitment_loss": 0.25, "vq/codebook_loss": 1.0},
     generator_weights: str = None,
     discriminator_weights: str = None,
+    discriminator_warmup: int = 0,
     distributed: bool = False,
     coordinator_address: str = None,
     num_processes: int = None,
@@ -277,7 +278,10 @@ def train(
         generator_weights: fine-tune from these generator weights (DAC: a released-format .pth or a
             dac-jax folder; DAC-VAE: the original's checkpoint.pt, a bare state dict or a dac-jax folder); their
             architecture must be the configured model's.
-        discriminator_weights: fine-tune from the original's discriminator weights (.pth).
+        discriminator_weights: fine-tune from these discriminator weights: the original's (.pth), or
+            a run's in dac-jax's folder (``python -m dac_jax convert RUN OUT --discriminator``).
+        discriminator_warmup: the first N steps update the discriminator only (a dac-jax option, for
+            a fresh discriminator beside trained generator weights; 0: none, as the original).
         distributed: join a multi-host job found by JAX's cluster detection (SLURM, Open MPI, TPU pods:
             ``jax.distributed.initialize()`` without arguments).
         coordinator_address: many hosts without a cluster manager: host:port of process 0, reachable from
@@ -295,7 +299,7 @@ def train(
         step=step, **data, batch_size=batch_size, val_batch_size=val_batch_size, num_steps=num_iters, seed=seed,
         log_every=log_freq, valid_every=valid_freq, sample_every=sample_freq, checkpoint_every=valid_freq,
         keep_checkpoints=keep_checkpoints, save_steps=tuple(save_iters), sample_items=tuple(val_idx),
-        devices=devices, time_limit=60.0 * time_limit,
+        devices=devices, time_limit=60.0 * time_limit, discriminator_warmup=discriminator_warmup,
     )
     if args.get("args.save"):  # argbind's --args.save, once the configuration is known to be good
         argbind.dump_args({k: v for k, v in args.items() if not k.startswith("args.")}, args["args.save"])
@@ -557,7 +561,8 @@ RULES: dict[str, Rule] = {
     "devices": _optional(POSITIVE_INT),
     "lambdas": Rule("a mapping of loss names to numbers", lambda v: isinstance(v, dict) and all(
         isinstance(k, str) and _is_number(x) for k, x in v.items())),
-    "generator_weights": _optional(TEXT), "discriminator_weights": _optional(TEXT), "distributed": BOOL,
+    "generator_weights": _optional(TEXT), "discriminator_weights": _optional(TEXT),
+    "discriminator_warmup": COUNT, "distributed": BOOL,
     "coordinator_address": _optional(Rule("host:port", lambda v: isinstance(v, str) and _is_address(v))),
     "num_processes": _optional(POSITIVE_INT), "process_id": _optional(COUNT),
     "dry_run": BOOL, "time_limit": NON_NEGATIVE, "model": Rule("dac or vae", lambda v: v in ("dac", "vae")),

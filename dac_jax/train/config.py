@@ -20,6 +20,11 @@ from dac_jax.train.losses import DAC_MEL_LOSS, DAC_STFT_LOSS, KLSchedule, MelLos
 from dac_jax.train.optim import DISCRIMINATOR, GENERATOR, OptimizerConfig
 
 
+def _require(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
     """The original's ``lambdas``. Terms of weight 0 are still computed and logged, as there."""
@@ -111,6 +116,10 @@ class TrainConfig:
     sample_items: tuple[int, ...] = (0, 1, 2, 3)  # validation items written as audio to TensorBoard
     devices: Optional[int] = None  # use the first N local devices; None: all
     time_limit: float = 0.0  # seconds of training after which the run stops as at its last step; 0: none
+    # steps at the start during which only the discriminator learns (a dac-jax option): a fresh
+    # discriminator beside trained generator weights first learns to tell them apart, so that its
+    # first, uninformed gradients do not pull the generator off what it has learned
+    discriminator_warmup: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "train_groups", tuple(tuple(g) for g in self.train_groups))
@@ -119,7 +128,7 @@ class TrainConfig:
         object.__setattr__(self, "sample_items", tuple(int(i) for i in self.sample_items))
         for name in ("batch_size", "val_batch_size", "val_examples", "num_tries", "num_steps", "keep_checkpoints"):
             _require(name, getattr(self, name), 1)
-        for name in ("seed", "log_every", "valid_every", "sample_every", "checkpoint_every"):
+        for name in ("seed", "log_every", "valid_every", "sample_every", "checkpoint_every", "discriminator_warmup"):
             _require(name, getattr(self, name), 0)
         for name in ("train_examples", "devices"):
             if getattr(self, name) is not None:
@@ -150,8 +159,3 @@ class TrainConfig:
             return None
         items = len(self.train_groups) * self.train_examples
         return items if items < self.num_steps * self.batch_size else None
-
-
-def _require(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")

@@ -361,16 +361,18 @@ def _log_start(writer, state: TrainState, mesh: Mesh, config: TrainConfig) -> No
 
 
 def run_steps(state: TrainState, batches: Iterator[np.ndarray], train_step, mesh: Mesh, config: TrainConfig,
-              actions: PeriodicActions) -> TrainState:
+              actions: PeriodicActions, warmup_step=None) -> TrainState:
     """Train from ``state.step`` to ``config.num_steps`` (or until the time limit), with ``actions``
-    after every step; the last step done is validated and checkpointed."""
+    after every step; the last step done is validated and checkpointed. Steps below
+    ``config.discriminator_warmup`` run ``warmup_step`` (the discriminator's update only)."""
     metrics = TrainMetrics()
     step = int(state.step)
     deadline = time.monotonic() + config.time_limit if config.time_limit > 0 else None
     while step < config.num_steps:
         audio = next(batches)
+        run = warmup_step if step < config.discriminator_warmup else train_step
         with jax.profiler.StepTraceAnnotation("train", step_num=step):
-            state, step_metrics = train_step(state, S.shard_batch(audio, mesh))
+            state, step_metrics = run(state, S.shard_batch(audio, mesh))
         metrics.add(step_metrics)
         step += 1
         last = step == config.num_steps or (deadline is not None and time.monotonic() > deadline)
@@ -409,6 +411,11 @@ def train_and_evaluate(
     writer, checkpoints = open_run(workdir, config)
     state = restore_or_init(checkpoints, config, state)
     _log_start(writer, state, mesh, config)
+    warmup_step = None
+    if int(state.step) < config.discriminator_warmup:
+        warmup_step = S.make_train_step(mesh, config.step, update_generator=False)
+        log.info("discriminator warm-up: steps %d-%d update the discriminator only", int(state.step),
+                 config.discriminator_warmup - 1)
     report = periodic_actions.ReportProgress(num_train_steps=config.num_steps, writer=writer,
                                              every_steps=config.log_every, every_secs=None)
     actions = PeriodicActions(config, mesh, writer, checkpoints, eval_step, val, sample_audio(config, val), report)
@@ -416,7 +423,7 @@ def train_and_evaluate(
         actions.baseline(state)
     batches = train_batches(pipeline, int(state.step), config.stream_period)
     try:
-        state = run_steps(state, batches, train_step, mesh, config, actions)
+        state = run_steps(state, batches, train_step, mesh, config, actions, warmup_step)
     except Exception as e:  # noqa: BLE001 - only a lost peer is translated; the rest is raised as it is
         if not lost_peer(e):
             raise

@@ -3,7 +3,9 @@
 :func:`train_step` is what one device does with its share of the global batch: augment it, run the
 generator once, update the discriminator on the detached reconstruction, then update the generator
 against the UPDATED discriminator (the original's order, ``scripts/train.py``), with gradients
-averaged over the ``"data"`` axis by ``lax.pmean``. :func:`make_train_step` maps it with
+averaged over the ``"data"`` axis by ``lax.pmean``. With ``update_generator=False`` (the trainer's
+``discriminator_warmup`` steps, a dac-jax option) only the discriminator learns: the generator's
+backward pass does not run, its params and optimiser state pass through. :func:`make_train_step` maps it with
 ``jax.shard_map`` over a one-axis mesh and compiles it (JAX documents ``shard_map`` as the
 successor of ``pmap``; the body is the same).
 
@@ -140,8 +142,11 @@ def reconstruct(model, params: Any, audio: jax.Array) -> jax.Array:
     return DAC(model).apply({"params": params}, audio).audio
 
 
-def train_step(state: TrainState, audio: jax.Array, config: StepConfig) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One step on this device's share ``audio [b, 1, T]`` of the global batch (inside shard_map)."""
+def train_step(state: TrainState, audio: jax.Array, config: StepConfig,
+               update_generator: bool = True) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One step on this device's share ``audio [b, 1, T]`` of the global batch (inside shard_map).
+    ``update_generator=False``: the discriminator's update only (the generator's losses are still
+    computed, for the record; its gradient norm is reported as 0)."""
     w = config.weights
     key = state.key
     signal = prepare(audio, item_keys(key, state.step, _AUGMENT, global_indices(audio.shape[0])), config)
@@ -174,16 +179,24 @@ def train_step(state: TrainState, audio: jax.Array, config: StepConfig) -> tuple
             total = total + weight * bottleneck[name]
         return total, terms
 
-    (total, terms), cotangents = jax.value_and_grad(g_loss_fn, argnums=(0, 1), has_aux=True)(recons, bottleneck)
-    (g_grads,) = pullback(cotangents)
-    g_grads = lax.pmean(g_grads, AXIS)
-    g_tx = make_optimizer(config.generator_optim)
-    g_updates, opt_g = g_tx.update(g_grads, state.opt_g, state.generator)
-    generator = optax.apply_updates(state.generator, g_updates)
+    def updated():
+        (total, terms), cotangents = jax.value_and_grad(g_loss_fn, argnums=(0, 1), has_aux=True)(recons, bottleneck)
+        (g_grads,) = pullback(cotangents)
+        g_grads = lax.pmean(g_grads, AXIS)
+        g_tx = make_optimizer(config.generator_optim)
+        g_updates, opt_g = g_tx.update(g_grads, state.opt_g, state.generator)
+        return optax.apply_updates(state.generator, g_updates), opt_g, total, terms, optax.tree.norm(g_grads)
+
+    def held():  # the warm-up: the losses for the record, no gradient
+        total, terms = g_loss_fn(recons, bottleneck)
+        return state.generator, state.opt_g, total, terms, jnp.zeros((), jnp.float32)
+
+    # two executables rather than one lax.cond: under a cond the updating steps ran ~5x slower on a CPU
+    generator, opt_g, total, terms, g_norm = updated() if update_generator else held()
 
     metrics = {"loss": total, "adv/disc_loss": d_loss, **terms}
     metrics = lax.pmean(metrics, AXIS)
-    metrics["other/grad_norm"] = optax.tree.norm(g_grads)
+    metrics["other/grad_norm"] = g_norm
     metrics["other/grad_norm_d"] = optax.tree.norm(d_grads)
     metrics["other/learning_rate"] = learning_rate(config.generator_optim)(state.step)
     if config.is_vae:
@@ -242,10 +255,11 @@ def make_mesh(devices: int | None = None) -> Mesh:
     return jax.make_mesh((len(chosen),), (AXIS,), devices=chosen)
 
 
-def make_train_step(mesh: Mesh, config: StepConfig):
+def make_train_step(mesh: Mesh, config: StepConfig, update_generator: bool = True):
     """``(state, audio [B, 1, T]) -> (state, metrics)`` compiled over ``mesh``: state replicated,
-    the batch split along its first axis, the state's buffers donated."""
-    body = functools.partial(train_step, config=config)
+    the batch split along its first axis, the state's buffers donated. ``update_generator=False``:
+    the discriminator's warm-up step (see :func:`train_step`)."""
+    body = functools.partial(train_step, config=config, update_generator=update_generator)
     mapped = jax.shard_map(body, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()), check_vma=False)
     return jax.jit(mapped, donate_argnums=(0,))
 

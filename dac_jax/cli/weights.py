@@ -9,8 +9,8 @@ from dac_jax.cli.common import VAE_TYPES, load_from_flags, option
 from dac_jax.errors import UsageError
 from dac_jax.fileio import check_writable
 from dac_jax.weights import hf_format, registry
-from dac_jax.weights.formats import NAMES
-from dac_jax.weights.native import replaceable
+from dac_jax.weights.formats import NAMES, training_run
+from dac_jax.weights.native import replaceable, save_native
 
 
 def _not_the_input(args) -> None:
@@ -32,6 +32,8 @@ def _describe(model) -> str:
 def convert(args) -> None:
     _not_the_input(args)
     check_writable(args.output, overwrite=args.overwrite, replaceable=replaceable, what="checkpoint")
+    if args.discriminator:
+        return convert_discriminator(args)
     model = load_from_flags(args.input, args.model_type)
     if args.verify:  # before writing anything: a failed check leaves no output behind
         if model.kind == "vae":
@@ -42,6 +44,24 @@ def convert(args) -> None:
         print(verify_against_reference(model, args.input, duration=args.duration))
     model.save(args.output, metadata={"converted_from": str(Path(args.input).resolve()), "source": model.source})
     print(f"Converted {args.input} -> {args.output} ({_describe(model)})")
+
+
+def convert_discriminator(args) -> None:
+    """``convert RUN OUT --discriminator``: the run's discriminator (same checkpoint choice as the
+    generator's) as a dac-jax folder, which ``train.py --discriminator_weights`` reads, so that a
+    later run fine-tunes both networks rather than pairing the generator with a fresh discriminator."""
+    run = training_run(Path(args.input))
+    if run is None:
+        raise UsageError(f"{args.input}: --discriminator reads a train.py run (its save_path, or save_path/checkpoints/N)")
+    if args.verify or args.model_type:
+        raise UsageError("--discriminator takes neither --verify nor --model_type (a run's record names its discriminator)")
+    from dac_jax.train.checkpoint import read_run_discriminator  # the train extra (Orbax)
+
+    found = read_run_discriminator(*run)
+    save_native(args.output, {"params": found.params}, found.config, metadata={
+        "converted_from": str(Path(args.input).resolve()), "step": found.step, "metrics": found.metrics})
+    print(f"Converted the discriminator of {args.input} (step {found.step}) -> {args.output} "
+          f"({found.config.n_discriminators} sub-discriminators, width {found.config.width:g})")
 
 
 def export(args) -> None:
@@ -83,6 +103,8 @@ def add_commands(sub) -> None:
     p.add_argument("--duration", type=option(lambda d: options.real("duration", d, 0, 60, " seconds", True)),
                    default=1.0, help="seconds of the verification signal")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dac-jax checkpoint folder")
+    p.add_argument("--discriminator", action="store_true",
+                   help="a train.py run's discriminator instead (for train.py --discriminator_weights)")
     p.set_defaults(func=convert)
 
     p = sub.add_parser("export", help="write a dac-jax checkpoint (or any loadable model) as an original-format "

@@ -38,7 +38,7 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from dac_jax.errors import WeightsError
 from dac_jax.nn import layout
-from dac_jax.train.state import generator_layout
+from dac_jax.train.state import discriminator_layout, generator_layout
 
 BEST_METRIC = "val/mel/loss"
 DELETED = ".deleted"  # where steps are moved, atomically, before they are deleted
@@ -169,10 +169,18 @@ def _model_config(record: dict, where: Path):
     return config
 
 
-def read_run_generator(run: str | Path, step: str | int = "best") -> RunGenerator:
-    """The generator of a training run's checkpoint: ``step`` is ``"best"`` (the lowest validation
-    mel distance; the latest if none was validated), ``"latest"``, or a step number the folder lists.
-    Read only: nothing in the run's folder is created, moved or deleted."""
+@dataclasses.dataclass
+class RunDiscriminator:
+    config: Any  # DiscriminatorConfig, from the checkpoint's record
+    params: Any  # the discriminator's params tree (numpy, PyTorch's layouts)
+    step: int
+    metrics: dict
+
+
+def _read_run_state(run: str | Path, step: str | int) -> tuple[Any, dict, int, Path]:
+    """``(state tree as numpy, record, chosen step, checkpoints folder)`` of a run's checkpoint:
+    ``step`` is ``"best"`` (the lowest validation mel distance; the latest if none was validated),
+    ``"latest"``, or a step number the folder lists. Read only."""
     directory = Path(run).absolute() / CHECKPOINTS
     if not directory.is_dir():
         raise WeightsError(f"{run}: not a training run (no {CHECKPOINTS}/ folder)")
@@ -207,8 +215,33 @@ def read_run_generator(run: str | Path, step: str | int = "best") -> RunGenerato
             raise WeightsError(f"{run}: step {chosen} cannot be read ({str(e).splitlines()[0][:160]})") from None
     finally:
         manager.close()
-    record = dict(out["record"])
+    return jax.tree_util.tree_map(np.asarray, out["state"]), dict(out["record"]), chosen, directory
+
+
+def read_run_generator(run: str | Path, step: str | int = "best") -> RunGenerator:
+    """The generator of a training run's checkpoint (``step`` as :func:`_read_run_state`), in
+    PyTorch's layouts. Read only: nothing in the run's folder is created, moved or deleted."""
+    state, record, chosen, directory = _read_run_state(run, step)
     config = _model_config(record, directory / str(chosen))
-    params = jax.tree_util.tree_map(np.asarray, out["state"]["generator"])
-    params = generator_layout(config, params, layout.to_torch_layout)  # as imports and exports speak
+    params = generator_layout(config, state["generator"], layout.to_torch_layout)  # as imports and exports speak
     return RunGenerator(config, params, chosen, dict(record.get("metrics") or {}))
+
+
+def read_run_discriminator(run: str | Path, step: str | int = "best") -> RunDiscriminator:
+    """The discriminator of a training run's checkpoint (``step`` as :func:`_read_run_state`), in
+    PyTorch's layouts: what a later run fine-tunes from (``--discriminator_weights``)."""
+    from dac_jax.model.discriminator import DiscriminatorConfig
+    from dac_jax.train.config import StepConfig
+
+    state, record, chosen, directory = _read_run_state(run, step)
+    fields = (record.get("step_config") or {}).get("discriminator")
+    try:
+        config, ignored = DiscriminatorConfig.from_kwargs(fields)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise WeightsError(f"{directory / str(chosen)}: bad discriminator configuration in the checkpoint's "
+                           f"record ({e})") from None
+    if ignored:
+        raise WeightsError(f"{directory / str(chosen)}: unknown discriminator keys {ignored} in the checkpoint's record")
+    step_config = StepConfig(model=_model_config(record, directory / str(chosen)), discriminator=config)
+    params = discriminator_layout(step_config, state["discriminator"], layout.to_torch_layout)
+    return RunDiscriminator(config, params, chosen, dict(record.get("metrics") or {}))

@@ -189,8 +189,17 @@ def read_discriminator_checkpoint(path: str | Path, config: DiscriminatorConfig 
 
 
 def load_discriminator(path: str | Path, config: DiscriminatorConfig | None = None) -> tuple[dict, DiscriminatorConfig]:
-    """``(variables, config)`` from the original's discriminator weights: ready for
-    ``Discriminator(config).apply(variables, audio)``. See :func:`read_discriminator_checkpoint`."""
+    """``(variables, config)`` from the original's discriminator weights (see
+    :func:`read_discriminator_checkpoint`) or from dac-jax's discriminator folder (``convert RUN OUT
+    --discriminator``; its config is its own, any width): ready for
+    ``Discriminator(config).apply(variables, audio)``."""
+    from dac_jax.weights import native
+
+    if native.model_of(path) == native.DISCRIMINATOR:
+        found, variables, _ = native.load_native_discriminator(path)
+        if config is not None and config != found:
+            raise WeightsError(f"{path}: holds the discriminator {found}, not the requested {config}")
+        return variables, found
     ckpt = read_discriminator_checkpoint(path, config)
     return discriminator_state_dict_to_variables(ckpt.state_dict, ckpt.config, str(ckpt.path)), ckpt.config
 

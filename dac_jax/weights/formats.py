@@ -55,7 +55,7 @@ def is_model_type(source: Any) -> bool:
     return isinstance(source, str) and source.split("-")[0].lower() in registry.MODEL_TYPES
 
 
-def _training_run(path: Path) -> Optional[tuple[Path, Union[str, int]]]:
+def training_run(path: Path) -> Optional[tuple[Path, Union[str, int]]]:
     """``(run, step)`` for a training run's ``save_path`` (its best checkpoint) or one of its
     checkpoints (``RUN/checkpoints/STEP``); ``None`` for anything else."""
     if (path / "checkpoints").is_dir():
@@ -101,7 +101,7 @@ def read_weights(
         path = registry.download(str(source), model_bitrate, tag)
     elif hub.is_repo_id(source) and kind != "vae":
         path = hub.resolve(str(source), "main" if tag == "latest" else tag)
-    if path.is_dir() and (run := _training_run(path)):
+    if path.is_dir() and (run := training_run(path)):
         return _read_run(*run, kind)
     if path.is_dir() and hf_format.is_hf_folder(path):
         if kind == "vae":

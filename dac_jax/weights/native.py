@@ -1,12 +1,13 @@
 """dac-jax's own checkpoint format: a folder with ``config.json`` and ``params.msgpack``.
 
-No pickle, no torch: ``config.json`` holds a format tag, the model (``"DAC"`` or ``"DAC-VAE"``)
-and its config; ``params.msgpack`` is Flax's msgpack serialisation of the parameter tree
-(PyTorch layouts, float32).
+No pickle, no torch: ``config.json`` holds a format tag, the model (``"DAC"``, ``"DAC-VAE"``, or
+``"discriminator"``: a training run's discriminator, for fine-tuning) and its config;
+``params.msgpack`` is Flax's msgpack serialisation of the parameter tree (PyTorch layouts, float32).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -18,10 +19,12 @@ from flax import serialization, traverse_util
 from dac_jax.errors import WeightsError
 from dac_jax.fileio import atomic_path, is_temp, remove_stale_temps
 from dac_jax.model.config import DACConfig, VAEConfig
+from dac_jax.model.discriminator import DiscriminatorConfig
 from dac_jax.weights.torch_format import state_dict_to_variables, variables_to_state_dict
 from dac_jax.weights.vae import vae_state_dict_to_variables
 
 MODELS = {"DAC": DACConfig, "DAC-VAE": VAEConfig}
+DISCRIMINATOR = "discriminator"  # the model name of a discriminator's folder (not a codec)
 
 FORMAT = "dac-jax"
 VERSION = 1
@@ -50,7 +53,8 @@ def model_of(path: str | Path) -> str | None:
 
 
 def save_native(
-    path: str | Path, variables: Mapping[str, Any], config: DACConfig | VAEConfig, metadata: dict | None = None
+    path: str | Path, variables: Mapping[str, Any], config: DACConfig | VAEConfig | DiscriminatorConfig,
+    metadata: dict | None = None,
 ) -> Path:
     """Write ``variables`` and ``config`` to the folder ``path``.
 
@@ -61,8 +65,11 @@ def save_native(
     params = traverse_util.unflatten_dict(
         {k: np.asarray(v, np.float32) for k, v in traverse_util.flatten_dict(variables["params"]).items()}
     )
-    model = "DAC-VAE" if isinstance(config, VAEConfig) else "DAC"
-    header = {"format": FORMAT, "version": VERSION, "model": model, "config": config.to_kwargs()}
+    if isinstance(config, DiscriminatorConfig):  # its own fields: the original's kwargs know no width
+        model, fields = DISCRIMINATOR, {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    else:
+        model, fields = ("DAC-VAE" if isinstance(config, VAEConfig) else "DAC"), config.to_kwargs()
+    header = {"format": FORMAT, "version": VERSION, "model": model, "config": fields}
     if metadata:
         header["metadata"] = metadata
     config_text, params_bytes = json.dumps(header, indent=2) + "\n", serialization.msgpack_serialize(params)
@@ -83,12 +90,7 @@ def save_native(
     return path
 
 
-def load_native(path: str | Path) -> tuple[DACConfig | VAEConfig, dict, dict]:
-    """Read a folder written by :func:`save_native`: ``(config, variables, metadata)``, strictly checked.
-
-    The config's type says which model the folder holds (a folder without a ``model`` entry is DAC's).
-    """
-    path = Path(path)
+def _read_header(path: Path) -> dict:
     try:
         header = json.loads((path / CONFIG_FILE).read_text())
     except FileNotFoundError:
@@ -99,15 +101,21 @@ def load_native(path: str | Path) -> tuple[DACConfig | VAEConfig, dict, dict]:
         raise WeightsError(f"{path / CONFIG_FILE}: not a dac-jax checkpoint (format tag missing)")
     if header.get("version") != VERSION:
         raise WeightsError(f"{path / CONFIG_FILE}: format version {header.get('version')} is not supported (expected {VERSION})")
-    model = header.get("model", "DAC")
-    if model not in MODELS:
-        raise WeightsError(f"{path / CONFIG_FILE}: unknown model {model!r} (expected one of {', '.join(MODELS)})")
+    return header
+
+
+def _read_config(path: Path, cls, fields):
     try:
-        config, ignored = MODELS[model].from_kwargs(header["config"])
-    except (KeyError, TypeError, ValueError) as e:
+        config, ignored = cls.from_kwargs(fields)
+    except (TypeError, ValueError) as e:
         raise WeightsError(f"{path / CONFIG_FILE}: bad model config ({e})") from None
     if ignored:
         raise WeightsError(f"{path / CONFIG_FILE}: unknown config keys {ignored}")
+    return config
+
+
+def _read_params(path: Path) -> dict[str, np.ndarray]:
+    """The parameter tree as a state dict (``name.N`` keys), for the importers' strict checks."""
     try:
         params = serialization.msgpack_restore((path / PARAMS_FILE).read_bytes())
     except FileNotFoundError:
@@ -116,10 +124,43 @@ def load_native(path: str | Path) -> tuple[DACConfig | VAEConfig, dict, dict]:
         raise WeightsError(f"{path / PARAMS_FILE}: corrupt parameter file ({type(e).__name__}: {e})") from None
     if not isinstance(params, dict):
         raise WeightsError(f"{path / PARAMS_FILE}: corrupt parameter file (not a tree of arrays)")
-    # reuse the strict key/shape check of the PyTorch importer
-    state_dict = variables_to_state_dict({"params": params})
+    return variables_to_state_dict({"params": params})
+
+
+def load_native(path: str | Path) -> tuple[DACConfig | VAEConfig, dict, dict]:
+    """Read a codec's folder written by :func:`save_native`: ``(config, variables, metadata)``,
+    strictly checked. The config's type says which model the folder holds (a folder without a
+    ``model`` entry is DAC's)."""
+    path = Path(path)
+    header = _read_header(path)
+    model = header.get("model", "DAC")
+    if model == DISCRIMINATOR:
+        raise WeightsError(f"{path}: holds a training run's discriminator, not a codec (train.py takes it with "
+                           "--discriminator_weights)")
+    if model not in MODELS:
+        raise WeightsError(f"{path / CONFIG_FILE}: unknown model {model!r} (expected one of {', '.join(MODELS)})")
+    if not isinstance(header.get("config"), dict):
+        raise WeightsError(f"{path / CONFIG_FILE}: bad model config (no 'config' mapping)")
+    config = _read_config(path, MODELS[model], header["config"])
+    state_dict = _read_params(path)
     if isinstance(config, VAEConfig):
         variables = vae_state_dict_to_variables(state_dict, config, source=str(path / PARAMS_FILE))
     else:
         variables = state_dict_to_variables(state_dict, config, source=str(path / PARAMS_FILE))
+    return config, variables, header.get("metadata", {})
+
+
+def load_native_discriminator(path: str | Path) -> tuple[DiscriminatorConfig, dict, dict]:
+    """Read a discriminator's folder written by :func:`save_native`: ``(config, variables, metadata)``,
+    its keys and shapes checked against the config as the original's files are."""
+    from dac_jax.weights.discriminator import discriminator_state_dict_to_variables
+
+    path = Path(path)
+    header = _read_header(path)
+    if header.get("model", "DAC") != DISCRIMINATOR:
+        raise WeightsError(f"{path}: a {header.get('model', 'DAC')} checkpoint folder, not a discriminator's")
+    if not isinstance(header.get("config"), dict):
+        raise WeightsError(f"{path / CONFIG_FILE}: bad model config (no 'config' mapping)")
+    config = _read_config(path, DiscriminatorConfig, header["config"])
+    variables = discriminator_state_dict_to_variables(_read_params(path), config, source=str(path / PARAMS_FILE))
     return config, variables, header.get("metadata", {})

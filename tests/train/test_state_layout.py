@@ -3,8 +3,17 @@ and a run's generator reads back in PyTorch's layouts."""
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
+
 import jax
 import numpy as np
+import pytest
+
+from dac_jax import load_model
+from dac_jax.cli.train import fine_tune_weights
+from dac_jax.errors import UsageError, WeightsError
 
 from dac_jax.model.dac import init_variables
 from dac_jax.model.discriminator import init_discriminator
@@ -12,7 +21,7 @@ from dac_jax.nn import layout
 from dac_jax.train import loop
 from dac_jax.train import step as S
 from dac_jax.train import state as St
-from dac_jax.train.checkpoint import Checkpoints, read_run_generator
+from dac_jax.train.checkpoint import Checkpoints, read_run_discriminator, read_run_generator
 from dac_jax.train.config import TrainConfig
 
 from . import tiny
@@ -77,3 +86,39 @@ def test_a_runs_generator_reads_back_in_the_torch_layout(tmp_path):
     run = read_run_generator(tmp_path, "latest")
     assert not layout.in_conv_layout(run.params)
     _assert_equal(run.params, St.to_torch_layout(config.step, jax.device_get(state)).generator)
+
+
+def test_a_runs_discriminator_converts_to_a_folder_that_fine_tuning_reads(tmp_path):
+    """``convert RUN OUT --discriminator`` (a real invocation) writes the run's discriminator, in
+    PyTorch's layouts and at its width (0.25: no original-format file can hold it); ``train.py
+    --discriminator_weights OUT`` starts from exactly it; a codec loader refuses the folder."""
+    config = TrainConfig(step=tiny.fast(), batch_size=2, seed=0)
+    mesh = S.make_mesh(1)
+    state = _trained_state(config, mesh)
+    checkpoints = Checkpoints(tmp_path / "run" / "checkpoints")
+    checkpoints.save(2, state, loop.checkpoint_record(config, 2))
+    checkpoints.close()
+    expected = St.to_torch_layout(config.step, jax.device_get(state)).discriminator
+
+    found = read_run_discriminator(tmp_path / "run", "latest")
+    assert found.config == config.step.discriminator and found.step == 2
+    _assert_equal(found.params, expected)
+
+    out = tmp_path / "disc"
+    res = subprocess.run([sys.executable, "-m", "dac_jax", "convert", str(tmp_path / "run"), str(out), "--discriminator"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "step 2" in res.stdout and "width 0.25" in res.stdout
+    generator, discriminator = fine_tune_weights(config, None, str(out))
+    assert generator is None
+    _assert_equal(discriminator, expected)
+    with pytest.raises(UsageError, match="not the configured one"):
+        other = dataclasses.replace(config.step, discriminator=dataclasses.replace(config.step.discriminator, width=0.5))
+        fine_tune_weights(dataclasses.replace(config, step=other), None, str(out))
+    with pytest.raises(WeightsError, match="discriminator, not a codec"):
+        load_model(out)
+    # not a run: one line, nothing written
+    res = subprocess.run([sys.executable, "-m", "dac_jax", "convert", str(out), str(tmp_path / "again"), "--discriminator"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "reads a train.py run" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "again").exists()

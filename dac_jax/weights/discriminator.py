@@ -44,6 +44,7 @@ import numpy as np
 from dac_jax.errors import WeightsError
 from dac_jax.fileio import atomic_path
 from dac_jax.model.discriminator import Discriminator, DiscriminatorConfig
+from dac_jax.weights import native
 from dac_jax.weights.torch_format import (
     ParameterMap,
     check_keys,
@@ -193,13 +194,11 @@ def load_discriminator(path: str | Path, config: DiscriminatorConfig | None = No
     :func:`read_discriminator_checkpoint`) or from dac-jax's discriminator folder (``convert RUN OUT
     --discriminator``; its config is its own, any width): ready for
     ``Discriminator(config).apply(variables, audio)``."""
-    from dac_jax.weights import native
-
     if native.model_of(path) == native.DISCRIMINATOR:
-        found, variables, _ = native.load_native_discriminator(path)
+        found, state_dict, _ = native.read_native_discriminator(path)
         if config is not None and config != found:
             raise WeightsError(f"{path}: holds the discriminator {found}, not the requested {config}")
-        return variables, found
+        return discriminator_state_dict_to_variables(state_dict, found, str(Path(path) / native.PARAMS_FILE)), found
     ckpt = read_discriminator_checkpoint(path, config)
     return discriminator_state_dict_to_variables(ckpt.state_dict, ckpt.config, str(ckpt.path)), ckpt.config
 

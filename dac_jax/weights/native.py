@@ -150,17 +150,14 @@ def load_native(path: str | Path) -> tuple[DACConfig | VAEConfig, dict, dict]:
     return config, variables, header.get("metadata", {})
 
 
-def load_native_discriminator(path: str | Path) -> tuple[DiscriminatorConfig, dict, dict]:
-    """Read a discriminator's folder written by :func:`save_native`: ``(config, variables, metadata)``,
-    its keys and shapes checked against the config as the original's files are."""
-    from dac_jax.weights.discriminator import discriminator_state_dict_to_variables
-
+def read_native_discriminator(path: str | Path) -> tuple[DiscriminatorConfig, dict[str, np.ndarray], dict]:
+    """Read a discriminator's folder written by :func:`save_native`: ``(config, state dict,
+    metadata)``; :func:`dac_jax.weights.discriminator.load_discriminator` checks the keys and
+    shapes against the config, as for the original's files."""
     path = Path(path)
     header = _read_header(path)
     if header.get("model", "DAC") != DISCRIMINATOR:
         raise WeightsError(f"{path}: a {header.get('model', 'DAC')} checkpoint folder, not a discriminator's")
     if not isinstance(header.get("config"), dict):
         raise WeightsError(f"{path / CONFIG_FILE}: bad model config (no 'config' mapping)")
-    config = _read_config(path, DiscriminatorConfig, header["config"])
-    variables = discriminator_state_dict_to_variables(_read_params(path), config, source=str(path / PARAMS_FILE))
-    return config, variables, header.get("metadata", {})
+    return _read_config(path, DiscriminatorConfig, header["config"]), _read_params(path), header.get("metadata", {})

@@ -37,7 +37,9 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from dac_jax.errors import WeightsError
+from dac_jax.model.discriminator import DiscriminatorConfig
 from dac_jax.nn import layout
+from dac_jax.train.config import StepConfig
 from dac_jax.train.state import discriminator_layout, generator_layout
 
 BEST_METRIC = "val/mel/loss"
@@ -230,9 +232,6 @@ def read_run_generator(run: str | Path, step: str | int = "best") -> RunGenerato
 def read_run_discriminator(run: str | Path, step: str | int = "best") -> RunDiscriminator:
     """The discriminator of a training run's checkpoint (``step`` as :func:`_read_run_state`), in
     PyTorch's layouts: what a later run fine-tunes from (``--discriminator_weights``)."""
-    from dac_jax.model.discriminator import DiscriminatorConfig
-    from dac_jax.train.config import StepConfig
-
     state, record, chosen, directory = _read_run_state(run, step)
     fields = (record.get("step_config") or {}).get("discriminator")
     try:

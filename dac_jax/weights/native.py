@@ -66,7 +66,7 @@ def save_native(
         {k: np.asarray(v, np.float32) for k, v in traverse_util.flatten_dict(variables["params"]).items()}
     )
     if isinstance(config, DiscriminatorConfig):  # its own fields: the original's kwargs know no width
-        model, fields = DISCRIMINATOR, {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        model, fields = DISCRIMINATOR, dataclasses.asdict(config)
     else:
         model, fields = ("DAC-VAE" if isinstance(config, VAEConfig) else "DAC"), config.to_kwargs()
     header = {"format": FORMAT, "version": VERSION, "model": model, "config": fields}
@@ -104,9 +104,11 @@ def _read_header(path: Path) -> dict:
     return header
 
 
-def _read_config(path: Path, cls, fields):
+def _read_config(path: Path, cls, header: dict):
+    if not isinstance(header.get("config"), dict):
+        raise WeightsError(f"{path / CONFIG_FILE}: bad model config (no 'config' mapping)")
     try:
-        config, ignored = cls.from_kwargs(fields)
+        config, ignored = cls.from_kwargs(header["config"])
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{path / CONFIG_FILE}: bad model config ({e})") from None
     if ignored:
@@ -139,9 +141,7 @@ def load_native(path: str | Path) -> tuple[DACConfig | VAEConfig, dict, dict]:
                            "--discriminator_weights)")
     if model not in MODELS:
         raise WeightsError(f"{path / CONFIG_FILE}: unknown model {model!r} (expected one of {', '.join(MODELS)})")
-    if not isinstance(header.get("config"), dict):
-        raise WeightsError(f"{path / CONFIG_FILE}: bad model config (no 'config' mapping)")
-    config = _read_config(path, MODELS[model], header["config"])
+    config = _read_config(path, MODELS[model], header)
     state_dict = _read_params(path)
     if isinstance(config, VAEConfig):
         variables = vae_state_dict_to_variables(state_dict, config, source=str(path / PARAMS_FILE))
@@ -158,6 +158,4 @@ def read_native_discriminator(path: str | Path) -> tuple[DiscriminatorConfig, di
     header = _read_header(path)
     if header.get("model", "DAC") != DISCRIMINATOR:
         raise WeightsError(f"{path}: a {header.get('model', 'DAC')} checkpoint folder, not a discriminator's")
-    if not isinstance(header.get("config"), dict):
-        raise WeightsError(f"{path / CONFIG_FILE}: bad model config (no 'config' mapping)")
-    return _read_config(path, DiscriminatorConfig, header["config"]), _read_params(path), header.get("metadata", {})
+    return _read_config(path, DiscriminatorConfig, header), _read_params(path), header.get("metadata", {})

@@ -1,7 +1,7 @@
 """One full training step of the recipe, dac-jax beside the original, interleaved in one run.
 
     .venv/bin/python -m benchmarks.train_step [--presets 16khz 44khz] [--batch 4] [--seconds 0.38]
-        [--steps 5] [--output results/train_step] [--device cpu|gpu] [--same_process]
+        [--steps 5] [--output results/train_step] [--device cpu|gpu] [--winograd auto|off] [--same_process]
 
 A step is what the original's ``scripts/train.py`` ``train_loop`` does: the transforms (VolumeNorm
 -16 LUFS, RescaleAudio, ShiftPhase), the generator forward, the discriminator update on the
@@ -136,10 +136,12 @@ class Original:
 class Ours:
     """dac-jax's compiled step (the recipe's StepConfig defaults) on one device."""
 
-    def __init__(self, preset: str, seed: int = 0):
+    def __init__(self, preset: str, seed: int = 0, winograd: str = "auto"):
         import dataclasses
 
         import jax
+
+        from dac_jax.cli.train import winograd_tile
 
         from dac_jax.model.config import PRESETS
         from dac_jax.model.discriminator import DiscriminatorConfig
@@ -149,7 +151,8 @@ class Ours:
 
         c = PRESETS[preset]
         self.jax = jax
-        self.config = StepConfig(model=c, discriminator=dataclasses.replace(DiscriminatorConfig(), sample_rate=c.sample_rate))
+        self.config = StepConfig(model=c, discriminator=dataclasses.replace(DiscriminatorConfig(), sample_rate=c.sample_rate),
+                                 winograd=winograd_tile(winograd))  # what train.py's --winograd gives
         self.mesh = S.make_mesh(1)
         self.state = S.replicate(St.create_train_state(self.config, seed=seed), self.mesh)
         self.fn = S.make_train_step(self.mesh, self.config)
@@ -182,31 +185,32 @@ def make_batches(preset: str, batch: int, seconds: float, count: int) -> list[np
     return [(rng.standard_normal((batch, 1, samples)) * 0.1).astype(np.float32) for _ in range(count)]
 
 
-def _worker(connection, name: str, preset: str, batch: int, seconds: float, steps: int, device: str) -> None:
+def _worker(connection, name: str, preset: str, batch: int, seconds: float, steps: int, device: str,
+            winograd: str = "auto") -> None:
     """One implementation in its own process: build it, then take step k whenever told ``k``."""
     if device == "cpu":
         os.environ["JAX_PLATFORMS"] = "cpu"
     batches = make_batches(preset, batch, seconds, steps + 1)
     start = time.perf_counter()
-    impl = Ours(preset) if name == "dac-jax" else Original(preset, device=device)
+    impl = Ours(preset, winograd=winograd) if name == "dac-jax" else Original(preset, device=device)
     connection.send(time.perf_counter() - start)
     while (k := connection.recv()) is not None:
         connection.send(measured(impl.step, batches[k]))
     connection.send(peak_mb())
 
 
-def run_processes(preset: str, batch: int, seconds: float, steps: int, device: str = "cpu") -> dict:
+def run_processes(preset: str, batch: int, seconds: float, steps: int, device: str = "cpu", winograd: str = "auto") -> dict:
     """:func:`run` with each implementation in its own worker process (``spawn``: nothing inherited)."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     batches = make_batches(preset, batch, seconds, 1)
     result = {"preset": preset, "batch": batch, "samples": batches[0].shape[-1],
-              "seconds": batches[0].shape[-1] / _rate(preset), "isolation": "processes"}
+              "seconds": batches[0].shape[-1] / _rate(preset), "isolation": "processes", "winograd": winograd}
     workers = {}
     for name in ("dac-jax", "original"):  # built and warmed one after the other, as in run()
         parent, child = context.Pipe()
-        process = context.Process(target=_worker, args=(child, name, preset, batch, seconds, steps, device))
+        process = context.Process(target=_worker, args=(child, name, preset, batch, seconds, steps, device, winograd))
         saved = dict(os.environ)
         if name == "dac-jax" and memory.applies():  # what train.py runs with (dac_jax.memory)
             os.environ.update(memory.tunables_environment())
@@ -251,15 +255,15 @@ def _summarise(result: dict, batch: int) -> dict:
     return result
 
 
-def run(preset: str, batch: int, seconds: float, steps: int, device: str = "cpu") -> dict:
+def run(preset: str, batch: int, seconds: float, steps: int, device: str = "cpu", winograd: str = "auto") -> dict:
     """Both implementations in this process (``--same_process``), steps interleaved."""
     batches = make_batches(preset, batch, seconds, steps + 1)
     result = {"preset": preset, "batch": batch, "samples": batches[0].shape[-1],
-              "seconds": batches[0].shape[-1] / _rate(preset), "isolation": "same process"}
+              "seconds": batches[0].shape[-1] / _rate(preset), "isolation": "same process", "winograd": winograd}
     impls = {}
     for name, make in (("dac-jax", Ours), ("original", Original)):
         t = time.perf_counter()
-        impl = make(preset, device=device) if make is Original else make(preset)
+        impl = make(preset, device=device) if make is Original else make(preset, winograd=winograd)
         build = time.perf_counter() - t
         first = measured(impl.step, batches[0])["s"]
         impls[name] = impl
@@ -282,6 +286,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--output", default="results/train_step")
     ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="both implementations on this device")
+    ap.add_argument("--winograd", default="auto", choices=["auto", "off", "2", "4"],
+                    help="dac-jax's step: train.py's --winograd (auto: F(4, 7) on a CPU)")
     ap.add_argument("--same_process", action="store_true",
                     help="run both implementations in this process (default: each in its own worker process)")
     args = ap.parse_args()
@@ -292,7 +298,7 @@ def main() -> None:
     results = []
     for preset in args.presets:
         measure = run if args.same_process else run_processes
-        results.append(measure(preset, args.batch, args.seconds, args.steps, args.device))
+        results.append(measure(preset, args.batch, args.seconds, args.steps, args.device, args.winograd))
         print(json.dumps(results[-1], indent=1), flush=True)
     import jax
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import unfreeze
 
-from dac_jax.nn.geometry import ConvGeometry
+from dac_jax.nn import winograd as winograd_rules
 from dac_jax.nn.layers import FOLDED, WNConv1d, fold_kernel, weight_norm
 from dac_jax.nn.layout import find_convolutions
 
@@ -56,10 +56,8 @@ def fold_variables(
         v, g = np.asarray(conv["weight_v"]), np.asarray(conv["weight_g"])
         kernel = np.ascontiguousarray(fold_kernel(weight_norm(v, g), geometry))
         if (winograd and (winograd_parts is None or path[0] in winograd_parts)
-                and _winograd_applies(geometry, min(v.shape[:2]), winograd_min_channels)):
-            from dac_jax.nn.winograd import transform_kernel
-
-            target[path[-1]] = {"winograd_kernel": jnp.asarray(transform_kernel(kernel, winograd)), "bias": conv["bias"]}
+                and winograd_rules.applies(geometry, min(v.shape[:2]), winograd_min_channels)):
+            target[path[-1]] = {"winograd_kernel": jnp.asarray(winograd_rules.transform_kernel(kernel, winograd)), "bias": conv["bias"]}
             continue
         target[path[-1]] = {"kernel": jnp.asarray(kernel), "bias": conv["bias"]}
     result = {k: v for k, v in variables.items() if k != "params"}
@@ -67,8 +65,3 @@ def fold_variables(
     result[FOLDED] = folded
     return result
 
-
-def _winograd_applies(geometry: ConvGeometry, channels: int, min_channels: int) -> bool:
-    # a one-channel side (the encoder's first, the decoder's last convolution) gains nothing
-    plain = not geometry.transposed and geometry.stride == 1
-    return plain and geometry.kernel == 7 and channels >= min_channels

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from dac_jax.nn import winograd
 from dac_jax.nn.geometry import ConvGeometry
 from dac_jax.nn.trig import sin_squared
 
@@ -369,8 +370,6 @@ class WNConv1d(Layer):
     @nn.nowrap
     def convolve(self, x: jax.Array) -> jax.Array:
         if self.has_variable(FOLDED, "winograd_kernel"):  # see dac_jax.nn.winograd
-            from dac_jax.nn import winograd
-
             u, bias = self.get_variable(FOLDED, "winograd_kernel"), self.get_variable(FOLDED, "bias")
             m = u.shape[0] - self.geometry.kernel + 1
             return winograd.conv1d(x, u, m, self.geometry.dilation, self.geometry.pads(self.padded), bias)
@@ -379,6 +378,9 @@ class WNConv1d(Layer):
         elif self.has_variable("params", KERNEL_V):  # training's conv layout (dac_jax.nn.layout)
             kernel = conv_weight_norm(self.get_variable("params", KERNEL_V), self.get_variable("params", KERNEL_G))
             bias = self.get_variable("params", "bias")
+            m = winograd.training_tile(self.geometry, kernel)
+            if m is not None:  # the training step's choice (winograd.in_training)
+                return winograd.trainable_conv1d(x, kernel, m, self.geometry.dilation, self.geometry.pads(self.padded)) + bias
         else:
             v, g, bias = _weight_norm_params(self, *self._shapes(), self.zero_bias)
             kernel = fold_kernel(weight_norm(v, g), self.geometry)

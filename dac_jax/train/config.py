@@ -15,6 +15,7 @@ from typing import Mapping, Optional, Union
 from dac_jax.errors import UsageError
 from dac_jax.model.config import PRESETS, DACConfig, VAEConfig
 from dac_jax.model.discriminator import DiscriminatorConfig
+from dac_jax.nn.winograd import POINTS as WINOGRAD_POINTS
 from dac_jax.train.augment import DAC_AUGMENT, AugmentConfig
 from dac_jax.train.losses import DAC_MEL_LOSS, DAC_STFT_LOSS, KLSchedule, MelLossConfig, STFTLossConfig
 from dac_jax.train.optim import DISCRIMINATOR, GENERATOR, OptimizerConfig
@@ -73,6 +74,16 @@ class StepConfig:
     stft: STFTLossConfig = DAC_STFT_LOSS
     augment: AugmentConfig = DAC_AUGMENT
     kl: KLSchedule = KLSchedule()  # DAC-VAE only
+    # dac-jax's: the generator's kernel-7 convolutions with at least winograd_min_channels channels
+    # run as Winograd F(winograd, 7), forward and backward (dac_jax.nn.winograd): the same sums in
+    # another order, ~10 % off a 16 kHz step on a CPU (benchmarks/RESULTS.md); None: direct
+    winograd: Optional[int] = None
+    winograd_min_channels: int = 128
+
+    def __post_init__(self):
+        if self.winograd is not None and self.winograd not in WINOGRAD_POINTS:
+            raise UsageError(f"winograd must be one of {sorted(WINOGRAD_POINTS)} or None, got {self.winograd!r}")
+        _require("winograd_min_channels", self.winograd_min_channels, 1)
 
     @property
     def is_vae(self) -> bool:

@@ -43,6 +43,7 @@ from dac_jax.model.config import VAEConfig
 from dac_jax.model.dac import DAC
 from dac_jax.model.discriminator import Discriminator
 from dac_jax.model.vae import DACVAE
+from dac_jax.nn import winograd
 from dac_jax.nn.bottleneck import kl_divergence
 from dac_jax.nn.quantize import item_dropout_counts
 from dac_jax.train import augment as aug
@@ -118,7 +119,8 @@ def generator_forward(config: StepConfig, signal: jax.Array, key: jax.Array, ste
         noise_keys = item_keys(key, step, _VAE_NOISE, indices)
 
         def forward(params):
-            out = module.apply({"params": params}, signal, key=noise_keys)
+            with winograd.in_training(config.winograd, config.winograd_min_channels):
+                out = module.apply({"params": params}, signal, key=noise_keys)
             return out.audio, {"kl/loss": out.kl}
 
         return forward, {"kl/loss": losses.kl_weight(step, config.kl)}
@@ -129,7 +131,8 @@ def generator_forward(config: StepConfig, signal: jax.Array, key: jax.Array, ste
     )
 
     def forward(params):
-        out = DAC(config.model).apply({"params": params}, signal, train=True, codebook_counts=counts)
+        with winograd.in_training(config.winograd, config.winograd_min_channels):
+            out = DAC(config.model).apply({"params": params}, signal, train=True, codebook_counts=counts)
         return out.audio, {"vq/commitment_loss": out.commitment_loss, "vq/codebook_loss": out.codebook_loss}
 
     return forward, {"vq/commitment_loss": config.weights.commitment, "vq/codebook_loss": config.weights.codebook}

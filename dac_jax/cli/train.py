@@ -299,7 +299,6 @@ def train(
         amp: the original's mixed precision: only false (the step runs in float32).
     """
     step, data = resolve_step_and_data(args, model, lambdas, num_iters, hold_base_steps, kl_final)
-    step = dataclasses.replace(step, winograd=winograd_tile(winograd))
     _check_run(data, step, val_batch_size, val_idx, sample_freq)
     config = TrainConfig(
         step=step, **data, batch_size=batch_size, val_batch_size=val_batch_size, num_steps=num_iters, seed=seed,
@@ -311,11 +310,13 @@ def train(
         argbind.dump_args({k: v for k, v in args.items() if not k.startswith("args.")}, args["args.save"])
     hosts = (coordinator_address, num_processes, process_id)
     check_distributed(*hosts)
+    if not dry_run and (distributed or any(v is not None for v in hosts)):
+        initialize_distributed(*hosts)
+    # after initialising: `auto` asks JAX for its backend, which jax.distributed must come before
+    config = dataclasses.replace(config, step=dataclasses.replace(config.step, winograd=winograd_tile(winograd)))
     if dry_run:
         print(json.dumps(to_json(config), indent=1))
         return 0
-    if distributed or any(v is not None for v in hosts):
-        initialize_distributed(*hosts)
     generator, discriminator = fine_tune_weights(config, generator_weights, discriminator_weights)
     # deferred: the loop imports the training stack (tensorflow through tf.data and clu, orbax),
     # seconds that --help and --dry_run do not need

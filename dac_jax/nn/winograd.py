@@ -16,7 +16,8 @@ grow with ``m`` (the points' spread), so codes may differ from the direct convol
 codebook entries are nearly tied. Measured in ``benchmarks/RESULTS.md``. Used where
 ``fold_variables(..., winograd=m)`` asks for it: by default the decoder's on a CPU
 (:func:`dac_jax.runtime.default_winograd`), whose outputs are audio, not codes; the encoder's only
-with the checked fast encoder (:mod:`dac_jax.guard`).
+with the checked fast encoder (:mod:`dac_jax.guard`). Training runs :func:`trainable_conv1d`
+(gradients written out) where the step asks for it (:func:`in_training`).
 """
 
 from __future__ import annotations
@@ -175,7 +176,6 @@ def training_tile(geometry, kernel: jnp.ndarray) -> Optional[int]:
         return None
     m, min_channels = setting
     return m if applies(geometry, min(kernel.shape[1:]), min_channels) else None
-
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))

@@ -142,7 +142,6 @@ class Ours:
         import jax
 
         from dac_jax.cli.train import winograd_tile
-
         from dac_jax.model.config import PRESETS
         from dac_jax.model.discriminator import DiscriminatorConfig
         from dac_jax.train import state as St

@@ -107,25 +107,33 @@ def conv1d(
     a_t, _, b_t = transforms(m, u.shape[0] - m + 1)
     n = u.shape[0]
     r = n - m + 1
-    batch, length, channels = x.shape
-    length += padding[0] + padding[1]
-    out_length = length - (r - 1) * dilation
+    batch, length = x.shape[:2]
+    out_length = length + padding[0] + padding[1] - (r - 1) * dilation
     if out_length <= 0:  # an input shorter than the kernel's span: no outputs, as lax.conv gives
         return jnp.zeros((batch, 0, u.shape[-1]), x.dtype)
     blocks = -(-out_length // (m * dilation))
-    extra = -(-(r - 1) // m)  # input blocks a tile reaches beyond its own
-    total = (blocks + extra) * m * dilation
-    x = jnp.pad(x, ((0, 0), (padding[0], padding[1] + total - length), (0, 0)))
-    x = x.reshape(batch, blocks + extra, m, dilation, channels)
-    d = [x[:, j // m : j // m + blocks, j % m] for j in range(n)]  # n x [B, blocks, d, in]
-    # each transform one fused loop writing its result once, in the layout its consumer reads
-    v = _combine(b_t, [t[None] for t in d], (n, 1, 1, 1, 1)).reshape(n, -1, channels)
+    v = _input_transform(x, b_t, m, blocks, dilation, padding)
     prod = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))  # n products [B blocks d, in] @ [in, out]
     prod = prod.reshape(n, batch, blocks, 1, dilation, -1)
     y = _combine(a_t, list(prod), (1, 1, m, 1, 1))  # [B, blocks, m, d, out]
     if bias is not None:
         y = y + bias  # in the output transform's loop
     return y.reshape(batch, blocks * m * dilation, -1)[:, :out_length]
+
+
+def _input_transform(x: jnp.ndarray, b_t: np.ndarray, m: int, blocks: int, dilation: int,
+                     padding: tuple[int, int]) -> jnp.ndarray:
+    """``B^T d`` of every tile of ``x [B, L, in]`` (padded by ``padding``): ``[n, B blocks d, in]``."""
+    n = b_t.shape[0]
+    batch, length, channels = x.shape
+    length += padding[0] + padding[1]
+    extra = -(-(n - m) // m)  # input blocks a tile reaches beyond its own (n - m = r - 1)
+    total = (blocks + extra) * m * dilation
+    x = jnp.pad(x, ((0, 0), (padding[0], padding[1] + total - length), (0, 0)))
+    x = x.reshape(batch, blocks + extra, m, dilation, channels)
+    d = [x[:, j // m : j // m + blocks, j % m] for j in range(n)]  # n x [B, blocks, d, in]
+    # each transform one fused loop writing its result once, in the layout its consumer reads
+    return _combine(b_t, [t[None] for t in d], (n, 1, 1, 1, 1)).reshape(n, -1, channels)
 
 
 def _combine(matrix: np.ndarray, terms: list[jnp.ndarray], shape: tuple[int, ...]) -> jnp.ndarray:
@@ -220,16 +228,9 @@ def _trainable_backward(m, dilation, padding, residuals, grad):
 def _kernel_gradient(x, grad, m, r, dilation, padding):
     a_t, g, b_t = transforms(m, r)
     n = m + r - 1
-    batch, length, n_in = x.shape
-    length += padding[0] + padding[1]
-    out_length = grad.shape[1]
+    batch, out_length = grad.shape[:2]
     blocks = -(-out_length // (m * dilation))
-    extra = -(-(r - 1) // m)
-    total = (blocks + extra) * m * dilation
-    xp = jnp.pad(x, ((0, 0), (padding[0], padding[1] + total - length), (0, 0)))
-    xp = xp.reshape(batch, blocks + extra, m, dilation, n_in)
-    d = [xp[:, j // m : j // m + blocks, j % m] for j in range(n)]  # n x [B, blocks, d, in]
-    v = _combine(b_t, [t[None] for t in d], (n, 1, 1, 1, 1)).reshape(n, -1, n_in)  # B^T x, as forward
+    v = _input_transform(x, b_t, m, blocks, dilation, padding)  # B^T x, as the forward pass
     # the outputs' gradient in the same tiles: [B, blocks, m, d, out], zero past the outputs
     gy = jnp.pad(grad, ((0, 0), (0, blocks * m * dilation - out_length), (0, 0)))
     gy = gy.reshape(batch, blocks, m, dilation, -1)

@@ -355,6 +355,11 @@ def _log_start(writer, state: TrainState, mesh: Mesh, config: TrainConfig) -> No
     log.info("generator %d parameters, discriminator %d; %d device(s) (%s); global batch %d",
              param_count(state.generator), param_count(state.discriminator), mesh.size,
              jax.devices()[0].platform, config.batch_size)
+    if jax.process_count() > 1:
+        # said up front: when a peer dies, JAX's coordination service may end this process from C++
+        # before Python can say anything (LostProcessError is the line when a collective fails first)
+        log.info("process %d of %d: if any process is lost, start every process again with the same command; "
+                 "the run resumes from its latest checkpoint", jax.process_index(), jax.process_count())
     if int(state.step) == 0:
         writer.write_hparams({"batch_size": config.batch_size, "seed": config.seed, "devices": mesh.size,
                               "sample_rate": config.step.sample_rate})

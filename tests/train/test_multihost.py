@@ -183,10 +183,16 @@ def test_sigkill_one_process_then_restart_ends_bit_exact(job, victim):
     finally:
         kill(procs)
     assert procs[victim].returncode == -signal.SIGKILL
-    # what the survivor said: one line naming the step the job will resume from (JAX's coordination
-    # service may then end the process from C++, with its own log)
+    # the survivor ends, without a Python traceback, in one of two ways that race: a collective fails
+    # first and it says one line naming the step the job resumes from, or JAX's coordination service
+    # notices first and ends it from C++ (seen in CI: the survivor was in Orbax's save barrier), after
+    # the line every process of a job logs at its start
     survivor = (job["root"] / f"killed_{victim}.{1 - victim}.log").read_text()
-    assert "error: process" in survivor and "the job lost a process" in survivor, survivor[-3000:]
+    assert procs[1 - victim].returncode != 0, survivor[-3000:]
+    assert "if any process is lost, start every process again with the same command" in survivor, survivor[-3000:]
+    ours = "error: process" in survivor and "the job lost a process" in survivor
+    theirs = "JAX distributed service detected fatal errors" in survivor
+    assert ours or theirs, survivor[-3000:]
     assert "Traceback" not in survivor, survivor[-3000:]
     done = [int(p.name) for p in (save / "checkpoints").iterdir() if p.name.isdigit()]
     assert max(done) < STEPS, done  # it really was interrupted

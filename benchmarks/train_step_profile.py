@@ -12,7 +12,8 @@ It runs as ``train.py`` does, keeping freed memory (:mod:`dac_jax.memory`;
 ``DAC_JAX_KEEP_MEMORY=0`` for the system's allocator). Also reported: the step's wall time, user and system CPU seconds and minor page faults (the page
 faults are the step's freshly mapped working memory). Reading the trace needs the XPlane protobuf
 that TensorFlow ships (installed with the training extra). Results: ``<output>/profile.json``
-and ``profile.md``; the raw trace stays under ``<output>/trace``.
+and ``profile.md``, the compiled module's HLO in ``module.hlo.txt``; the raw trace stays under
+``<output>/trace``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def operation_times(trace_folder: Path) -> collections.Counter:
     """``{operation name: milliseconds}`` summed over the XLA worker threads of one trace."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    (path,) = glob.glob(str(trace_folder / "**" / "*.xplane.pb"), recursive=True)
+    # the newest: each run of this tool adds its trace beside the earlier ones
+    path = max(glob.glob(str(trace_folder / "**" / "*.xplane.pb"), recursive=True), key=os.path.getmtime)
     space = xplane_pb2.XSpace()
     space.ParseFromString(Path(path).read_bytes())
     times: collections.Counter = collections.Counter()
@@ -81,6 +83,7 @@ def main() -> None:
     start = time.perf_counter()
     impl.fn = impl.fn.lower(impl.state, impl.shard(audio, impl.mesh)).compile()  # its HLO names the trace's operations
     compile_s = time.perf_counter() - start
+    (out / "module.hlo.txt").write_text(impl.fn.as_text())  # what the trace's operation names refer to
     definitions = hlo_definitions(impl.fn.as_text())
     first = measured(impl.step, audio)
     warm = measured(impl.step, audio)

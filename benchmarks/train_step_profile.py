@@ -83,8 +83,9 @@ def main() -> None:
     start = time.perf_counter()
     impl.fn = impl.fn.lower(impl.state, impl.shard(audio, impl.mesh)).compile()  # its HLO names the trace's operations
     compile_s = time.perf_counter() - start
-    (out / "module.hlo.txt").write_text(impl.fn.as_text())  # what the trace's operation names refer to
-    definitions = hlo_definitions(impl.fn.as_text())
+    hlo = impl.fn.as_text()
+    (out / "module.hlo.txt").write_text(hlo)  # what the trace's operation names refer to
+    definitions = hlo_definitions(hlo)
     first = measured(impl.step, audio)
     warm = measured(impl.step, audio)
     trace = out / "trace"

@@ -2,7 +2,8 @@
 PyTorch DAC, in one run; and whole-file throughput of both.
 
     .venv/bin/python -m benchmarks.window_sweep [--model_type 44khz] [--windows 0.37 0.38 ... 20]
-        [--reps 3] [--file_seconds 60] [--device cpu|gpu] [--output results] [--winograd 2|4 | --direct] [--no_compiled]
+        [--reps 3] [--file_seconds 60] [--device cpu|gpu] [--output results] [--winograd 2|4 | --direct]
+        [--precision float32|tf32|bfloat16] [--no_compiled]
 
 Three implementations: the original in eager PyTorch, the original as a user makes it faster
 (weight norm removed, ``torch.compile``; ``--no_compiled`` skips it) and dac-jax. Per window ``w``,
@@ -23,6 +24,9 @@ that chunk. dac-jax runs its default: on a CPU the decoder's Winograd F(4, 7) co
 (:mod:`dac_jax.nn.winograd`), whose GFLOP/s are then the FLOPs it executes, fewer than the direct
 convolutions'; ``--winograd m`` picks other points, ``--direct`` direct convolutions everywhere
 (results under ``<device>_<date>_winograd<m>/`` or ``_direct/``). The encoder is direct in all.
+dac-jax computes in float32 (on a GPU too: no TF32) unless ``--precision tf32`` (a GPU's tensor
+cores) or ``bfloat16`` asks for the opt-in (:mod:`dac_jax.nn.precision`; folder suffix
+``_tf32`` / ``_bfloat16``): its codes-equal column is then the opt-in's code match.
 """
 
 from __future__ import annotations
@@ -433,6 +437,9 @@ def main() -> None:
     choice.add_argument("--winograd", type=int, choices=[2, 4], default=None,
                         help="dac-jax's decoder with Winograd F(m, 7) (codec.winograd; default: the library's)")
     choice.add_argument("--direct", action="store_true", help="dac-jax with direct convolutions everywhere")
+    parser.add_argument("--precision", default="float32", choices=["float32", "tf32", "bfloat16"],
+                        help="dac-jax's convolutions (codec.precision; tf32 on a GPU only): the codes-equal "
+                        "column then says how many codes the opt-in changes against the original's float32")
     parser.add_argument("--no_compiled", action="store_true",
                         help="skip the original under torch.compile (its first call per window compiles for 20-50 s)")
     args = parser.parse_args()
@@ -450,15 +457,17 @@ def main() -> None:
         ours = Ours(original.path)
         if args.direct or args.winograd:
             ours.codec.winograd = None if args.direct else args.winograd
+        ours.codec.precision = args.precision
         m = ours.codec.winograd
         env["convolutions"] = (f"dac-jax {'default: ' if not (args.direct or args.winograd) else ''}the decoder's "
                                f"kernel-7 convolutions of >= 64 channels as Winograd F({m}, 7), the encoder direct"
-                               if m else "dac-jax with direct convolutions")
+                               if m else "dac-jax with direct convolutions") + f", {args.precision}"
         compiled = None if args.no_compiled else Compiled(args.model_type, args.device, Path(tmp))
         rows = sweep(original, ours, args.windows, args.reps, compiled=compiled)
         files = whole_file(original, ours, args.file_seconds, args.file_window, args.batch_size) if args.file_seconds else []
     name = f"{args.device}_{datetime.date.today().isoformat()}" + (
-        "_direct" if args.direct else f"_winograd{args.winograd}" if args.winograd else "")
+        "_direct" if args.direct else f"_winograd{args.winograd}" if args.winograd else "") + (
+        "" if args.precision == "float32" else f"_{args.precision}")
     folder = Path(args.output) / name
     write_outputs(folder, rows, files, env, peak, args.model_type)
     print(f"\nwrote {folder}/window_sweep.csv, .md, .png")

@@ -32,7 +32,9 @@ from dac_jax.errors import UsageError
 from dac_jax.model.config import DACConfig, VAEConfig
 from dac_jax.model.dac import DAC, Autoencoder, DACOutput, EncodeOutput
 from dac_jax.model.vae import DACVAE, VAELatents, VAEOutput
+from dac_jax.nn import precision as precision_rules
 from dac_jax.nn.fold import fold_variables
+from dac_jax.nn.layers import FOLDED
 from dac_jax.nn.layers import mask_time
 from dac_jax.nn.winograd import POINTS as WINOGRAD_POINTS
 
@@ -253,7 +255,8 @@ def default_winograd() -> Optional[int]:
 class Model:
     """An autoencoder module with its variables: what the codec layer runs, for DAC and DAC-VAE alike.
 
-    ``module`` is the padded-mode module (the original's default), ``variables`` the trainable
+    ``module`` is the padded-mode module (the original's default; subclasses build it, with the
+    model's :attr:`precision`, in ``_build_modules``), ``variables`` the trainable
     parametrisation (``{"params": ...}``) and ``inference_variables`` the same with every
     weight-normed convolution folded into its kernel (computed once per assignment of
     ``variables``; see :mod:`dac_jax.nn.fold`). Subclasses give ``encode_frames`` /
@@ -264,9 +267,12 @@ class Model:
     kind: ClassVar[str]
     _fold_kwargs: ClassVar[dict] = {}
 
-    def __init__(self, config: Any, module: Autoencoder, variables: dict, source: Optional[str] = None):
+    module: Autoencoder
+
+    def __init__(self, config: Any, variables: dict, source: Optional[str] = None):
         self.config = config
-        self.module = module
+        self._precision = "float32"
+        self._build_modules(self._precision)
         self._winograd: Optional[int] = default_winograd()
         self._fast_encoder = False
         self._guard_stats = guard.GuardStats()
@@ -298,6 +304,43 @@ class Model:
         Setting it refolds the inference variables."""
         return self._winograd
 
+    def _build_modules(self, precision: str) -> None:
+        raise NotImplementedError
+
+    @property
+    def precision(self) -> str:
+        """``"float32"`` (default: full float32 convolutions on every backend, GPUs included),
+        ``"tf32"`` (a GPU's TensorFloat-32 tensor cores) or ``"bfloat16"`` (bfloat16 kernels and
+        convolution inputs, float32 sums; any backend): :mod:`dac_jax.nn.precision`. The two
+        opt-ins trade exact codes for speed on a GPU (benchmarks/precision_codes.py measures how
+        many codes change), and run direct convolutions: Winograd's transforms amplify the
+        operands' rounding (bfloat16 F(4, 7): 13 % of the output's scale), so an opt-in turns
+        :attr:`winograd` off and float32 turns the backend's default back on. Setting it recompiles
+        and refolds the inference variables."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, precision: str) -> None:
+        problem = precision_rules.check(precision, jax.default_backend())
+        if problem is not None:
+            raise UsageError(problem)
+        if precision != "float32" and self._fast_encoder:
+            raise UsageError("the checked fast encoder keeps float32's codes: turn fast_encoder off "
+                             f"before choosing precision {precision}")
+        if precision != "float32":
+            self._winograd = None
+        elif self._precision != "float32":
+            self._winograd = default_winograd()
+        self._precision = precision
+        self._build_modules(precision)
+        self._inference_variables = self._fast_variables = self._guard_error = None
+
+    def _in_precision(self, variables: dict) -> dict:
+        """Folded ``variables`` with their kernels in :attr:`precision`'s dtype."""
+        if precision_rules.KERNEL_DTYPE[self._precision] == jnp.float32:
+            return variables
+        return {**variables, FOLDED: precision_rules.cast_kernels(variables[FOLDED], self._precision)}
+
     @property
     def guard_stats(self) -> "guard.GuardStats":
         """How often the fast path's doubtful codes were recomputed (:mod:`dac_jax.guard`)."""
@@ -307,6 +350,9 @@ class Model:
     def winograd(self, m: Optional[int]) -> None:
         if m is not None and m not in WINOGRAD_POINTS:
             raise UsageError(f"winograd must be one of {sorted(WINOGRAD_POINTS)} or None; got {m!r}")
+        if m is not None and self._precision != "float32":
+            raise UsageError(f"winograd runs in float32 only (its transforms amplify rounding); this model's "
+                             f"precision is {self._precision}")
         self._winograd = m
         self._inference_variables = self._fast_variables = self._guard_error = None
 
@@ -323,6 +369,8 @@ class Model:
     def fast_encoder(self, on: bool) -> None:
         if not isinstance(on, bool):
             raise UsageError(f"fast_encoder must be True or False; got {on!r}")
+        if on and self._precision != "float32":
+            raise UsageError(f"the checked fast encoder keeps float32's codes; this model's precision is {self._precision}")
         self._fast_encoder = on
 
     @property
@@ -338,8 +386,8 @@ class Model:
             return self.inference_variables
         if self._fast_variables is None:
             probe = jnp.zeros((1, 1, self.config.hop_length), jnp.float32)
-            self._fast_variables = fold_variables(self.module, self._variables, probe, winograd=self._winograd,
-                                                  **self._fold_kwargs)
+            self._fast_variables = self._in_precision(fold_variables(
+                self.module, self._variables, probe, winograd=self._winograd, **self._fold_kwargs))
         return self._fast_variables
 
     @property
@@ -351,10 +399,10 @@ class Model:
         """
         if self._inference_variables is None:
             probe = jnp.zeros((1, 1, self.config.hop_length), jnp.float32)
-            self._inference_variables = fold_variables(
+            self._inference_variables = self._in_precision(fold_variables(
                 self.module, self._variables, probe, winograd=self._winograd, winograd_parts=("decoder",),
                 **self._fold_kwargs
-            )
+            ))
         return self._inference_variables
 
     # -- geometry -----------------------------------------------------------------------------------
@@ -405,9 +453,9 @@ class DACModel(Model):
 
     kind = "dac"
 
-    def __init__(self, config: DACConfig, variables: dict, source: Optional[str] = None):
-        super().__init__(config, DAC(config), variables, source)
-        self.unpadded_module = DAC(config, padded=False)
+    def _build_modules(self, precision: str) -> None:
+        self.module = DAC(self.config, precision=precision)
+        self.unpadded_module = DAC(self.config, padded=False, precision=precision)
 
     @property
     def n_codebooks(self) -> int:
@@ -483,8 +531,8 @@ class VAEModel(Model):
     kind = "vae"
     _fold_kwargs = {"deterministic": True}
 
-    def __init__(self, config: VAEConfig, variables: dict, source: Optional[str] = None):
-        super().__init__(config, DACVAE(config), variables, source)
+    def _build_modules(self, precision: str) -> None:
+        self.module = DACVAE(self.config, precision=precision)
 
     @property
     def latent_dim(self) -> int:

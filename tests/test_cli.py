@@ -183,11 +183,32 @@ def test_the_convolution_flags_are_honoured_and_the_fast_encoder_gives_the_direc
     assert np.any(decoded["winograd"] != decoded["winograd2"])
 
 
+def test_the_precision_flag_is_honoured(tmp_path, weights):
+    sf.write(tmp_path / "a.wav", clip(2.0, 16000), 16000, subtype="FLOAT")
+    codes, audio = {}, {}
+    for precision in ("float32", "bfloat16"):
+        res = run("encode", tmp_path / "a.wav", "--output", tmp_path / f"c-{precision}", "--weights_path", weights,
+                  "--quiet", "--precision", precision)
+        assert res.returncode == 0, res.stderr
+        codes[precision] = dac_jax.DACFile.load(tmp_path / f"c-{precision}" / "a.dac").codes
+        res = run("decode", tmp_path / "c-float32", "--output", tmp_path / f"d-{precision}", "--weights_path", weights,
+                  "--quiet", "--precision", precision)
+        assert res.returncode == 0, res.stderr
+        audio[precision], _ = sf.read(tmp_path / f"d-{precision}" / "a.wav", dtype="float32")
+    # bfloat16 rounds the convolutions' operands: most codes hold, some move, and so does the audio
+    assert 0.8 < np.mean(codes["bfloat16"] == codes["float32"]) < 1.0
+    np.testing.assert_allclose(audio["bfloat16"], audio["float32"], rtol=0, atol=0.1 * np.abs(audio["float32"]).max())
+    assert np.abs(audio["bfloat16"] - audio["float32"]).max() > 1e-4
+
+
 @pytest.mark.parametrize("args, message", [
     (["encode", "--direct", "--fast_encoder"], "--direct: direct convolutions only; it cannot go with --fast_encoder"),
     (["decode", "--direct", "--winograd", "4"], "--direct: direct convolutions only; it cannot go with --winograd"),
     (["encode", "--winograd", "4"], "--winograd: encode runs the direct encoder and no decoder"),
     (["encode", "--direct"], "--direct: encode runs the direct encoder and no decoder"),
+    (["encode", "--precision", "tf32"], "--precision: precision tf32 needs an NVIDIA GPU's tensor cores; this backend is cpu"),
+    (["encode", "--fast_encoder", "--precision", "bfloat16"], "--fast_encoder keeps float32's codes; it cannot go with --precision bfloat16"),
+    (["decode", "--winograd", "2", "--precision", "bfloat16"], "--winograd runs in float32 only"),
 ])
 def test_convolution_flags_that_would_be_ignored_or_conflict_are_refused(tmp_path, args, message):
     sf.write(tmp_path / "a.wav", clip(0.2, 16000), 16000)

@@ -74,12 +74,14 @@ def start_compilation_cache(args) -> None:
 
 
 def load_from_flags(weights_path: str, model_type: str, model_bitrate: str = "8kbps", tag: str = "latest",
-                    winograd: Optional[int] = None, direct: bool = False, fast_encoder: bool = False) -> Model:
+                    winograd: Optional[int] = None, direct: bool = False, fast_encoder: bool = False,
+                    precision: str = "float32") -> Model:
     """The DAC or DAC-VAE the flags name: ``--weights_path`` (read as :func:`model_kind` says), else
     the released DAC weights of ``--model_type``; ``winograd`` (the decoder's Winograd points,
     else :func:`~dac_jax.runtime.default_winograd`), ``direct`` (direct convolutions only) and
     ``fast_encoder`` (the checked Winograd encoder) as ``--winograd``, ``--direct`` and
-    ``--fast_encoder``, which the caller has checked for conflicts."""
+    ``--fast_encoder``, which the caller has checked for conflicts; ``precision`` as ``--precision``
+    (:mod:`dac_jax.nn.precision`)."""
     kind = model_kind(weights_path, model_type)
     if weights_path:
         preset = {"default_config": model_type if model_type in VAE_TYPES else None} if kind == "vae" else {}
@@ -101,6 +103,7 @@ def load_from_flags(weights_path: str, model_type: str, model_bitrate: str = "8k
     elif winograd is not None or (fast_encoder and model.winograd is None):
         model.winograd = winograd or 4
     model.fast_encoder = fast_encoder  # the encoder too (DAC: its codes checked, dac_jax.guard)
+    model.precision = precision  # an opt-in turns Winograd off (the caller has refused --winograd with it)
     return model
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from dac_jax.model.config import DACConfig
 from dac_jax.nn import geometry as geo
+from dac_jax.nn import precision as precision_rules
 from dac_jax.nn.blocks import DecoderBlock, EncoderBlock
 from dac_jax.nn.geometry import ConvGeometry
 from dac_jax.nn.init import numpy_init
@@ -120,7 +121,18 @@ to_channels_first = to_channels_last
 class Autoencoder(Layer):
     """What DAC and DAC-VAE share: ``parts()`` is ``(encoder, bottleneck, decoder)``, and every
     length question is answered from their geometries. Subclasses define ``config`` (with a
-    ``hop_length``), ``padded`` and ``parts()``."""
+    ``hop_length``), ``padded``, ``precision`` and ``parts()``.
+
+    ``precision`` (``None``: JAX's default, what training runs; or one of
+    :data:`dac_jax.nn.precision.PRECISIONS`) is the matmul precision every ``apply`` of the module
+    traces under: a static field, so each setting compiles apart.
+    """
+
+    def apply(self, variables, *args, **kwargs):
+        if self.precision is None:
+            return super().apply(variables, *args, **kwargs)
+        with jax.default_matmul_precision(precision_rules.MATMUL[self.precision]):
+            return super().apply(variables, *args, **kwargs)
 
     @nn.nowrap
     def parts(self) -> tuple[Encoder, Layer, Decoder]:
@@ -179,6 +191,7 @@ class DAC(Autoencoder):
 
     config: DACConfig
     padded: bool = True
+    precision: Optional[str] = None
 
     @nn.nowrap
     def parts(self) -> tuple[Encoder, ResidualVectorQuantize, Decoder]:

@@ -52,6 +52,7 @@ class DACVAE(Autoencoder):
 
     config: VAEConfig
     padded: bool = True
+    precision: Optional[str] = None
 
     @nn.nowrap
     def parts(self) -> tuple[Encoder, GaussianBottleneck, Decoder]:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dac_jax.nn import winograd
+from dac_jax.nn import precision, winograd
 from dac_jax.nn.geometry import ConvGeometry
 from dac_jax.nn.trig import sin_squared
 
@@ -98,6 +98,7 @@ def conv1d_folded(x: jax.Array, kernel: jax.Array, geometry: ConvGeometry, padde
     """
     if geometry.transposed and geometry.dilation == 1:
         return conv_transpose_polyphase(x, kernel, geometry, padded)
+    x, accumulate = precision.operands(x, kernel)
     return lax.conv_general_dilated(
         x,
         kernel,
@@ -106,6 +107,7 @@ def conv1d_folded(x: jax.Array, kernel: jax.Array, geometry: ConvGeometry, padde
         lhs_dilation=(geometry.stride,) if geometry.transposed else None,
         rhs_dilation=(geometry.dilation,),
         dimension_numbers=("NWC", "WIO", "NWC"),
+        preferred_element_type=accumulate,
     )
 
 
@@ -144,8 +146,10 @@ def full_correlation(x: jax.Array, kernel: jax.Array) -> jax.Array:
     step's backward pass through the decoder most of the step. The forward pass is unchanged.
     """
     taps = kernel.shape[0]
+    x, accumulate = precision.operands(x, kernel)
     return lax.conv_general_dilated(
-        x, kernel, window_strides=(1,), padding=[(taps - 1, taps - 1)], dimension_numbers=("NWC", "WIO", "NWC")
+        x, kernel, window_strides=(1,), padding=[(taps - 1, taps - 1)], dimension_numbers=("NWC", "WIO", "NWC"),
+        preferred_element_type=accumulate,
     )
 
 

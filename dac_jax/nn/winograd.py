@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from dac_jax.nn import precision
+
 #: Interpolation points per output tile size (infinity is the last point of every set).
 POINTS = {
     2: (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2)),
@@ -112,8 +114,8 @@ def conv1d(
     if out_length <= 0:  # an input shorter than the kernel's span: no outputs, as lax.conv gives
         return jnp.zeros((batch, 0, u.shape[-1]), x.dtype)
     blocks = -(-out_length // (m * dilation))
-    v = _input_transform(x, b_t, m, blocks, dilation, padding)
-    prod = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))))  # n products [B blocks d, in] @ [in, out]
+    v, accumulate = precision.operands(_input_transform(x, b_t, m, blocks, dilation, padding), u)
+    prod = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))), preferred_element_type=accumulate)  # n products [B blocks d, in] @ [in, out]
     prod = prod.reshape(n, batch, blocks, 1, dilation, -1)
     y = _combine(a_t, list(prod), (1, 1, m, 1, 1))  # [B, blocks, m, d, out]
     if bias is not None:

@@ -40,7 +40,7 @@ from dac_jax.errors import UsageError
 from dac_jax.model.dac import DAC, Autoencoder, to_channels_first, to_channels_last
 from dac_jax.model.vae import VAELatents
 from dac_jax.nn import geometry as geo
-from dac_jax.nn import winograd
+from dac_jax.nn import precision, winograd
 from dac_jax.nn.blocks import ResidualUnit
 from dac_jax.nn.geometry import ConvGeometry
 from dac_jax.nn.layers import FOLDED, Layer, Sequential, WNConv1d, fold_kernel, weight_norm
@@ -179,13 +179,15 @@ def _conv_step(op: Conv, variables: dict, buffer: jax.Array, x: jax.Array, frame
     else:
         kernel, bias = folded["kernel"], folded["bias"]
     dn = ("NWC", "WIO", "NWC")
+    operand, accumulate = precision.operands(x, kernel)  # a bfloat16 kernel (dac_jax.nn.precision)
     if g.transposed:  # polyphase (dac_jax.nn.layers.conv_transpose_polyphase), no padding: n frames in
-        y = lax.conv_general_dilated(x, kernel, (1,), [(0, 0)], dimension_numbers=dn)
+        y = lax.conv_general_dilated(operand, kernel, (1,), [(0, 0)], dimension_numbers=dn,
+                                     preferred_element_type=accumulate)
         y = y.reshape(y.shape[0], n * g.stride, -1)
     else:
         used = (n // g.stride - 1) * g.stride + g.span  # the n / s outputs emitted now
-        y = lax.conv_general_dilated(x[:, :used], kernel, (g.stride,), [(0, 0)], rhs_dilation=(g.dilation,),
-                                     dimension_numbers=dn)
+        y = lax.conv_general_dilated(operand[:, :used], kernel, (g.stride,), [(0, 0)], rhs_dilation=(g.dilation,),
+                                     dimension_numbers=dn, preferred_element_type=accumulate)
     return x[:, n:], y + bias
 
 
@@ -249,6 +251,11 @@ def step(spec: StreamSpec, variables: dict, state: dict, block: jax.Array) -> tu
     (``z = m``, DAC-VAE) for frames ``start + frames`` onwards. Use it inside your own ``jit`` or
     ``scan``; :func:`end` marks the end of the stream.
     """
+    with spec.module.precision_context():  # the model's precision, as its apply runs under
+        return _step(spec, variables, state, block)
+
+
+def _step(spec: StreamSpec, variables: dict, state: dict, block: jax.Array) -> tuple[dict, Any]:
     module = spec.module
     frames, length = state["frames"], state["end"] * spec.in_rate
     new: dict = {}

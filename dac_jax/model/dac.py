@@ -11,6 +11,7 @@ parameter tree, so each mode gets its own trace and nothing is switched at run t
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import flax.linen as nn
@@ -128,10 +129,16 @@ class Autoencoder(Layer):
     traces under: a static field, so each setting compiles apart.
     """
 
-    def apply(self, variables, *args, **kwargs):
+    @nn.nowrap
+    def precision_context(self) -> contextlib.AbstractContextManager:
+        """The matmul precision to trace this module's computations under (for code that runs its
+        layers outside ``apply``, such as :mod:`dac_jax.stream`)."""
         if self.precision is None:
-            return super().apply(variables, *args, **kwargs)
-        with jax.default_matmul_precision(precision_rules.MATMUL[self.precision]):
+            return contextlib.nullcontext()
+        return jax.default_matmul_precision(precision_rules.MATMUL[self.precision])
+
+    def apply(self, variables, *args, **kwargs):
+        with self.precision_context():
             return super().apply(variables, *args, **kwargs)
 
     @nn.nowrap

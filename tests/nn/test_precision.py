@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dac_jax
-from dac_jax import runtime
+from dac_jax import runtime, stream
 from dac_jax.errors import UsageError
 from dac_jax.model.config import DACConfig
 from dac_jax.model.dac import DAC
@@ -121,3 +121,26 @@ def test_the_vae_runs_in_bfloat16_too():
     for full, low in ((np.asarray(z), np.asarray(z16)), (decoded, decoded16)):
         error = np.abs(low - full).max() / np.abs(full).max()
         assert 1e-5 < error < 0.1, error
+
+
+def test_streaming_runs_in_the_models_precision():
+    codec = dac_jax.init_model("tiny")
+    audio = (0.3 * np.random.default_rng(4).standard_normal((1, 1, 40 * codec.hop_length))).astype(np.float32)
+    codes = np.asarray(codec.encode(audio))
+    # float32: every convolution of a streaming step asks for full float32, as the model's apply does
+    decoder = codec.stream_decoder()
+    block = jnp.asarray(codes[:, :, :4])
+    text = stream._compiled_step.lower(decoder.spec, codec.inference_variables, decoder.state, block).as_text()
+    convolutions = re.findall(r"stablehlo.convolution.*", text)
+    assert convolutions and all("#stablehlo<precision HIGHEST>" in line for line in convolutions)
+    # bfloat16: the streams round as the whole-signal calls do (direct convolutions on both sides)
+    codec.precision = "bfloat16"
+    whole_codes, whole_audio = np.asarray(codec.encode(audio)), np.asarray(codec.decode(codes))
+    encoder = codec.stream_encoder()
+    pushed = [np.asarray(encoder.push(audio[:, :, i : i + 8 * codec.hop_length]))
+              for i in range(0, audio.shape[-1], 8 * codec.hop_length)]
+    np.testing.assert_array_equal(np.concatenate([*pushed, np.asarray(encoder.flush())], axis=-1), whole_codes)
+    decoder = codec.stream_decoder()
+    pushed = [np.asarray(decoder.push(codes[:, :, i : i + 5])) for i in range(0, codes.shape[-1], 5)]
+    streamed = np.concatenate([*pushed, np.asarray(decoder.flush())], axis=-1)
+    np.testing.assert_allclose(streamed, whole_audio, rtol=0, atol=1e-5)

@@ -14,6 +14,12 @@ input shape it has in the step, in both implementations, interleaved layer by la
   (``WNConv1d``, ``WNConvTranspose1d``, ``Snake1d``), float32, eager, all cores.
 
 Per kind: calls, the sum of their medians in each, and the ratio.
+
+``--slices`` instead times growing slices of dac-jax's generator, each compiled as one forward +
+backward (the gradients for the parameters and the slice's input), with the trainer's allocator
+settings (:mod:`dac_jax.memory`, as ``train.py`` runs): the encoder, the decoder, the quantiser,
+encoder + decoder, the whole generator. Where the whole exceeds the sum of its parts, the program's
+size costs time of its own.
 """
 
 from __future__ import annotations
@@ -42,7 +48,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=0.38)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--slices", action="store_true", help="time growing slices of dac-jax's generator instead")
     args = ap.parse_args()
+    if args.slices:
+        slices(args)
+        return
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import flax.linen as nn
     import jax
@@ -153,6 +163,46 @@ def main() -> None:
         print(f"| {k} | {n[k]} | {theirs_ms[k]:.0f} | {ours_ms[k]:.0f} | {theirs_ms[k] / ours_ms[k]:.2f}x |")
     total_o, total_t = sum(ours_ms.values()), sum(theirs_ms.values())
     print(f"| all | {sum(n.values())} | {total_t:.0f} | {total_o:.0f} | {total_t / total_o:.2f}x |")
+
+
+def slices(args) -> None:
+    from dac_jax.memory import keep_freed_memory
+
+    keep_freed_memory()  # re-executes this command once with the trainer's allocator settings
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks.train_step import Ours, make_batches
+    from dac_jax.model.dac import DAC, to_channels_last
+    from dac_jax.nn import winograd
+
+    (audio,) = make_batches(args.preset, args.batch, args.seconds, 1)
+    impl = Ours(args.preset)
+    config, params = impl.config, impl.state.generator
+    counts = jnp.full((args.batch,), config.model.n_codebooks, jnp.int32)
+    module = DAC(config.model)
+    x = jnp.asarray(audio)
+    z = module.apply({"params": params}, x, method=lambda m, a: m.encoder(to_channels_last(a)))
+    parts = {
+        "encoder": (lambda m, a: m.encoder(to_channels_last(a)), x),
+        "decoder": (lambda m, z: m.decoder(z), z),
+        "quantiser": (lambda m, z: m.quantizer(z, None, True, counts).z, z),
+        "encoder + decoder": (lambda m, a: m.decoder(m.encoder(to_channels_last(a))), x),
+        "whole generator": (lambda m, a: m(a, train=True, codebook_counts=counts).audio, x),
+    }
+    print(f"{args.preset}, batch {args.batch} x {args.seconds} s: dac-jax's generator in slices, each one "
+          f"compiled forward + backward, median of {args.reps}\n")
+    print("| slice | ms |")
+    print("|---|---|")
+    for name, (method, inp) in parts.items():
+        def loss(p, a, method=method):
+            with winograd.in_training(config.winograd, config.winograd_min_channels):
+                return jnp.sum(module.apply({"params": p}, a, method=method) * 1e-3)
+
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        t = _median(lambda: jax.block_until_ready(grad(params, inp)), args.reps)
+        print(f"| {name} | {1e3 * t:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ backward (the gradients for the parameters and the slice's input), with the trai
 settings (:mod:`dac_jax.memory`, as ``train.py`` runs): the encoder, the decoder, the quantiser,
 encoder + decoder, the whole generator. Where the whole exceeds the sum of its parts, the program's
 size costs time of its own.
+
+``--discriminator`` times each sub-discriminator instead (the multi-period ones, the multi-band
+STFT ones), forward and backward (gradients for its parameters and its input), on the step's
+doubled batch (reconstructions and real audio: ``2 x batch`` items), dac-jax's as the step runs it
+and the original's ``dac.model.discriminator.MPD`` / ``MRD``, interleaved.
 """
 
 from __future__ import annotations
@@ -49,9 +54,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=0.38)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--slices", action="store_true", help="time growing slices of dac-jax's generator instead")
+    ap.add_argument("--discriminator", action="store_true", help="time each sub-discriminator instead")
     args = ap.parse_args()
     if args.slices:
         slices(args)
+        return
+    if args.discriminator:
+        discriminator(args)
         return
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import flax.linen as nn
@@ -163,6 +172,51 @@ def main() -> None:
         print(f"| {k} | {n[k]} | {theirs_ms[k]:.0f} | {ours_ms[k]:.0f} | {theirs_ms[k] / ours_ms[k]:.2f}x |")
     total_o, total_t = sum(ours_ms.values()), sum(theirs_ms.values())
     print(f"| all | {sum(n.values())} | {total_t:.0f} | {total_o:.0f} | {total_t / total_o:.2f}x |")
+
+
+def discriminator(args) -> None:
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+    from dac.model import discriminator as torch_disc
+
+    from benchmarks.train_step import Ours, make_batches
+    from dac_jax.model.discriminator import MPD, MRD, preprocess
+
+    torch.set_num_threads(os.cpu_count())
+    (audio,) = make_batches(args.preset, 2 * args.batch, args.seconds, 1)  # fake and real, as the step stacks them
+    impl = Ours(args.preset)
+    c, params = impl.config.discriminator, impl.state.discriminator
+    y = preprocess(jnp.asarray(audio))[:, 0, :]
+    x_torch = torch.from_numpy(audio).requires_grad_(True)
+    subs = [(f"MPD period {p}", MPD(p, c.width), torch_disc.MPD(p)) for p in c.periods]
+    subs += [(f"MRD window {w}", MRD(w, c.bands, c.width), torch_disc.MRD(w, sample_rate=c.sample_rate))
+             for w in c.fft_sizes]
+    print(f"{args.preset}, {2 * args.batch} x {args.seconds} s: each sub-discriminator's forward + backward alone, "
+          f"median of {args.reps}\n")
+    print("| sub-discriminator | original (ms) | dac-jax (ms) | dac-jax vs original |")
+    print("|---|---|---|---|")
+    totals = np.zeros(2)
+    for i, (name, ours, theirs) in enumerate(subs):
+        sub_params = params[f"discriminators_{i}"]
+
+        def loss(p, y, ours=ours):
+            return sum(jnp.sum(m) for m in ours.apply({"params": p}, y)) * 1e-3
+
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        t_ours = _median(lambda: jax.block_until_ready(grad(sub_params, y)), args.reps)
+
+        def torch_step(theirs=theirs):
+            theirs.zero_grad()
+            x_torch.grad = None
+            (sum(m.sum() for m in theirs(x_torch)) * 1e-3).backward()
+
+        t_theirs = _median(torch_step, args.reps)
+        totals += (t_theirs, t_ours)
+        print(f"| {name} | {1e3 * t_theirs:.0f} | {1e3 * t_ours:.0f} | {t_theirs / t_ours:.2f}x |", flush=True)
+    print(f"| all | {1e3 * totals[0]:.0f} | {1e3 * totals[1]:.0f} | {totals[0] / totals[1]:.2f}x |")
 
 
 def slices(args) -> None:

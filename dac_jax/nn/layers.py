@@ -16,6 +16,7 @@ parameters the same way (PyTorch's default init).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -190,7 +191,11 @@ def conv_nd(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Seq
             conv_layout: bool = False) -> jax.Array:
     """``nn.Conv1d`` / ``nn.Conv2d`` (undilated, zero padding ``padding`` on both sides of each
     axis, ``groups``) of channels-last ``x [B, T, Cin]`` / ``[B, H, W, Cin]`` with a PyTorch-layout
-    weight ``[out, in / groups, *kernel]``, or with ``conv_layout`` a kernel ``[*kernel, in / groups, out]``."""
+    weight ``[out, in / groups, *kernel]``, or with ``conv_layout`` a kernel ``[*kernel, in / groups, out]``.
+    A strided ungrouped 2-D one runs as :func:`strided_conv2d` (the same forward, a faster gradient)."""
+    if weight.ndim == 4 and groups == 1 and any(s > 1 for s in stride):
+        kernel = weight if conv_layout else jnp.transpose(weight, (2, 3, 1, 0))  # OIHW -> HWIO
+        return strided_conv2d(x, kernel, tuple(stride), tuple(padding))
     numbers = _CONV_LAYOUT_DIMENSION_NUMBERS if conv_layout else _DIMENSION_NUMBERS
     return lax.conv_general_dilated(
         x,
@@ -200,6 +205,76 @@ def conv_nd(x: jax.Array, weight: jax.Array, stride: Sequence[int], padding: Seq
         dimension_numbers=numbers[weight.ndim - 2],
         feature_group_count=groups,
     )
+
+
+def _conv2d(x: jax.Array, kernel: jax.Array, stride: tuple[int, int], padding: tuple[int, int]) -> jax.Array:
+    return lax.conv_general_dilated(
+        x, kernel, window_strides=stride, padding=[(p, p) for p in padding], dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def _space_to_depth(x: jax.Array, kernel: jax.Array, axis: int, stride: int, pad: int, out: int):
+    """One strided spatial ``axis`` of a convolution turned into channels: ``x`` zero-padded by
+    ``pad`` and cut to ``(out + J - 1) * stride`` samples (``J = ceil(k / stride)`` taps), its
+    ``stride`` phases moved beside the channels; the kernel's taps padded to ``J * stride`` and split
+    the same way. A stride-1 convolution of the two (no padding along ``axis``) is the strided one."""
+    k = kernel.shape[axis - 1]
+    taps = -(-k // stride)
+    need = (out + taps - 1) * stride
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (pad, max(0, need - x.shape[axis] - pad))
+    x = lax.slice_in_dim(jnp.pad(x, widths), 0, need, axis=axis)
+    shape = list(x.shape)
+    shape[axis : axis + 1] = [need // stride, stride]
+    x = jnp.moveaxis(x.reshape(shape), axis + 1, -2)
+    x = x.reshape(*x.shape[:-2], stride * x.shape[-1])  # channel r * C + c: phase r of channel c
+    widths = [(0, 0)] * kernel.ndim
+    widths[axis - 1] = (0, taps * stride - k)
+    kernel = jnp.pad(kernel, widths)
+    shape = list(kernel.shape)
+    shape[axis - 1 : axis] = [taps, stride]
+    kernel = jnp.moveaxis(kernel.reshape(shape), axis, -3)
+    kernel = kernel.reshape(*kernel.shape[:-3], stride * kernel.shape[-2], kernel.shape[-1])
+    return x, kernel
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def strided_conv2d(x: jax.Array, kernel: jax.Array, stride: tuple[int, int], padding: tuple[int, int]) -> jax.Array:
+    """A strided ``nn.Conv2d`` of channels-last ``x [B, H, W, Cin]`` with ``kernel [kh, kw, Cin,
+    Cout]``: XLA's strided convolution forward, the same numbers as :func:`conv_nd`.
+
+    Its input gradient is taken through the space-to-depth form instead (each strided axis's
+    phases as channels, then a stride-1 convolution: :func:`_space_to_depth`). XLA's CPU backend
+    derives the strided convolution's input gradient as a convolution over the stride-dilated
+    output gradient, which for the discriminator's multi-band STFT convolutions (``(3, 9)``,
+    stride ``(1, 2)``, 32 channels) ran 7x slower than the stride-1 convolution it becomes here
+    (measured 34 vs 4.4 ms at ``[8, 12, 257, 32]``); that made each multi-band discriminator's
+    backward pass 1.8x the original's. The kernel gradient stays XLA's (as fast as the forward).
+    """
+    return _conv2d(x, kernel, stride, padding)
+
+
+def _strided_conv2d_forward(x, kernel, stride, padding):
+    return _conv2d(x, kernel, stride, padding), (x, kernel)
+
+
+def _strided_conv2d_backward(stride, padding, residuals, grad):
+    x, kernel = residuals
+
+    def as_stride_one(x):
+        z, k, pads = x, kernel, list(padding)
+        for axis, s in ((1, stride[0]), (2, stride[1])):
+            if s > 1:
+                z, k = _space_to_depth(z, k, axis, s, pads[axis - 1], grad.shape[axis])
+                pads[axis - 1] = 0
+        return _conv2d(z, k, (1, 1), tuple(pads))
+
+    d_x = jax.vjp(as_stride_one, x)[1](grad)[0]
+    d_kernel = jax.vjp(lambda k: _conv2d(x, k, stride, padding), kernel)[1](grad)[0]
+    return d_x, d_kernel
+
+
+strided_conv2d.defvjp(_strided_conv2d_forward, _strided_conv2d_backward)
 
 
 # --------------------------------------------------------------------------------------------

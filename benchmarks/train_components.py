@@ -47,10 +47,10 @@ def ours(preset: str, audio):
 
     from benchmarks.train_step import Ours
     from dac_jax.model.dac import DAC
-    from dac_jax.model.discriminator import Discriminator
     from dac_jax.nn import winograd
     from dac_jax.train import losses
     from dac_jax.train.optim import make_optimizer
+    from dac_jax.train.step import _discriminate, _discriminate_apart
 
     impl = Ours(preset)
     config, state = impl.config, impl.state
@@ -65,29 +65,25 @@ def ours(preset: str, audio):
     recons = jax.jit(forward)(g_params, signal)
     real = signal[..., : recons.shape[-1]]
     cotangent = jnp.asarray(jax.random.normal(jax.random.key(1), recons.shape) * 1e-3)
-    disc = Discriminator(config.discriminator, channels_last=True)
 
-    def discriminate(params, fake):
-        maps = disc.apply({"params": params}, jnp.concatenate([fake, real]))
-        n = fake.shape[0]
-        return [[m[:n] for m in s] for s in maps], [[m[n:] for m in s] for s in maps]
+    # every input is an argument: what a jitted function closes over is a constant to XLA, which
+    # would fold whatever depends on it alone (the real batch's maps and spectrograms) at compile time
+    def d_loss(params, fake, real):  # as the step: both batches stacked, one application
+        return losses.discriminator_loss(*_discriminate(config, params, fake, real))
 
-    def d_loss(params, fake):
-        return losses.discriminator_loss(*discriminate(params, fake))
-
-    def adversarial(fake):
-        gen, feat = losses.generator_loss(*discriminate(d_params, fake))
+    def adversarial(fake, params, real):  # as the step: two applications, the real maps detached
+        gen, feat = losses.generator_loss(*_discriminate_apart(config, params, fake, real))
         return gen + 2.0 * feat
 
-    def reconstruction(fake):
+    def reconstruction(fake, real):
         return (15.0 * losses.mel_loss(fake, real, config.sample_rate, config.mel) + 0 * losses.stft_loss(fake, real, config.stft)
                 + 0 * losses.l1_loss(fake, real))
 
     g_tx, d_tx = make_optimizer(config.generator_optim), make_optimizer(config.discriminator_optim)
 
-    def updates(g_grads, d_grads):
-        gu, opt_g = g_tx.update(g_grads, state.opt_g, g_params)
-        du, opt_d = d_tx.update(d_grads, state.opt_d, d_params)
+    def updates(g_grads, d_grads, g_params, d_params, opt_g, opt_d):
+        gu, opt_g = g_tx.update(g_grads, opt_g, g_params)
+        du, opt_d = d_tx.update(d_grads, opt_d, d_params)
         return optax.apply_updates(g_params, gu), optax.apply_updates(d_params, du), opt_g, opt_d
 
     g_grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 1e-3), g_params)
@@ -96,10 +92,10 @@ def ours(preset: str, audio):
         "generator forward": (jax.jit(forward), (g_params, signal)),
         "generator forward + backward": (jax.jit(lambda p, x, c: jax.vjp(lambda q: forward(q, x), p)[1](c)),
                                          (g_params, signal, cotangent)),
-        "discriminator update: forward + backward": (jax.jit(jax.value_and_grad(d_loss)), (d_params, recons)),
-        "adversarial terms: forward + backward to the audio": (jax.jit(jax.value_and_grad(adversarial)), (recons,)),
-        "mel / STFT / L1 losses + gradient": (jax.jit(jax.value_and_grad(reconstruction)), (recons,)),
-        "optimiser updates (both)": (jax.jit(updates), (g_grads, d_grads)),
+        "discriminator update: forward + backward": (jax.jit(jax.value_and_grad(d_loss)), (d_params, recons, real)),
+        "adversarial terms: forward + backward to the audio": (jax.jit(jax.value_and_grad(adversarial)), (recons, d_params, real)),
+        "mel / STFT / L1 losses + gradient": (jax.jit(jax.value_and_grad(reconstruction)), (recons, real)),
+        "optimiser updates (both)": (jax.jit(updates), (g_grads, d_grads, g_params, d_params, state.opt_g, state.opt_d)),
     }
     parts = {name: (lambda f=f, a=a: jax.block_until_ready(f(*a))) for name, (f, a) in fns.items()}
     parts["whole step"] = lambda: impl.step(audio)

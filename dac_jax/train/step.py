@@ -77,7 +77,8 @@ def prepare(audio: jax.Array, keys: jax.Array, config: StepConfig) -> jax.Array:
 
 
 def _discriminate(config: StepConfig, params: Any, fake: jax.Array, real: jax.Array):
-    """``(D(fake), D(real))`` from ONE application of D to both batches stacked: D treats items
+    """``(D(fake), D(real))`` from ONE application of D to both batches stacked, for the
+    discriminator's update (its gradient is for the parameters, over both batches): D treats items
     independently, and one copy of its graph (not two) halves what XLA compiles."""
     maps = Discriminator(config.discriminator, channels_last=True).apply(
         {"params": params}, jnp.concatenate([fake, real])
@@ -87,6 +88,16 @@ def _discriminate(config: StepConfig, params: Any, fake: jax.Array, real: jax.Ar
         [[m[:n] for m in sub] for sub in maps],
         [[m[n:] for m in sub] for sub in maps],
     )
+
+
+def _discriminate_apart(config: StepConfig, params: Any, fake: jax.Array, real: jax.Array):
+    """``(D(fake), D(real))`` as two applications, for the generator's loss, which differentiates
+    the fake maps only (the real ones are its feature-matching targets, detached). Stacked in one
+    batch, the backward pass would run over the real half too, with zero cotangents; the original's
+    two calls do not (measured at 16 kHz, batch 4 x 0.38 s, one process: the adversarial terms'
+    forward + backward 1048 ms stacked, 853 ms apart; the same gradient)."""
+    apply = Discriminator(config.discriminator, channels_last=True).apply
+    return apply({"params": params}, fake), apply({"params": params}, lax.stop_gradient(real))
 
 
 def matched(signal: jax.Array, recons: jax.Array) -> jax.Array:
@@ -170,7 +181,7 @@ def train_step(state: TrainState, audio: jax.Array, config: StepConfig,
 
     # generator: against the updated discriminator
     def g_loss_fn(recons, bottleneck):
-        fake, real = _discriminate(config, discriminator, recons, signal)
+        fake, real = _discriminate_apart(config, discriminator, recons, signal)
         adversarial, feature = losses.generator_loss(fake, real)
         terms = _reconstruction_losses(config, recons, signal)
         terms.update({"adv/gen_loss": adversarial, "adv/feat_loss": feature, **bottleneck})

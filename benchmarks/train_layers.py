@@ -31,20 +31,9 @@ from __future__ import annotations
 
 import argparse
 import collections
-import math
 import os
-import statistics
-import time
 
-
-def _median(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from benchmarks.train_step import median_seconds as _median
 
 
 def main() -> None:

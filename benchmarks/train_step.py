@@ -174,6 +174,39 @@ def measured(step, audio) -> dict:
             "minor_faults": after.ru_minflt - before.ru_minflt}
 
 
+def median_seconds(fn, reps: int) -> float:
+    """The median wall time of ``reps`` calls of ``fn`` after one untimed call (which compiles)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def alternate(steppers: dict, batches: list[np.ndarray], steps: int) -> dict[str, list[dict]]:
+    """Each ``steppers[name](audio)`` once on ``batches[0]`` (it compiles; its time printed), then
+    ``steps`` rounds of one step each on ``batches[1:]``, the order rotating every round so that
+    none always follows the same one: every step :func:`measured` and printed, then the medians.
+    Returns the measurements by name."""
+    for name, step in steppers.items():
+        start = time.perf_counter()
+        step(batches[0])
+        print(f"{name}: first step (compiles) {time.perf_counter() - start:.1f} s", flush=True)
+    results: dict[str, list[dict]] = {name: [] for name in steppers}
+    names = list(steppers)
+    for k in range(1, steps + 1):
+        for name in names[k % len(names):] + names[: k % len(names)]:
+            r = measured(steppers[name], batches[k])
+            results[name].append(r)
+            print(f"{name} step {k}: {r['s']:.2f} s, user {r['user_s']:.2f} s, sys {r['sys_s']:.2f} s", flush=True)
+    for name, rs in results.items():
+        med = {key: float(np.median([r[key] for r in rs])) for key in ("s", "user_s", "sys_s")}
+        print(f"{name}: median {med['s']:.2f} s a step, user {med['user_s']:.2f} s, sys {med['sys_s']:.2f} s")
+    return results
+
+
 def make_batches(preset: str, batch: int, seconds: float, count: int) -> list[np.ndarray]:
     """``count`` batches of noise ``[batch, 1, whole frames]`` at the preset's rate (the same in every process)."""
     from dac_jax.model.config import PRESETS

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 
 from dac_jax.memory import keep_freed_memory
 
@@ -50,38 +49,23 @@ def main() -> None:
     args = ap.parse_args()
 
     import jax
-    import numpy as np
 
-    from benchmarks.train_step import Ours, make_batches, measured
+    from benchmarks.train_step import Ours, alternate, make_batches
     from dac_jax.train import step as S
 
     ours = Ours(args.preset)
     variants = {"before": (True, True), "strided gradient": (False, True), "now": (False, False)}
     states = {name: jax.tree_util.tree_map(lambda a: a.copy(), ours.state) for name in variants}
     fns = {name: S.make_train_step(ours.mesh, ours.config) for name in variants}
-    batches = make_batches(args.preset, 4, 0.38, args.steps + 1)
 
     def stepper(name):
         def step(audio):
-            states[name], metrics = fns[name](states[name], S.shard_batch(audio, ours.mesh))
+            with _undone(*variants[name]):  # what counts is the first call, which traces and compiles
+                states[name], metrics = fns[name](states[name], S.shard_batch(audio, ours.mesh))
             jax.block_until_ready(metrics["loss"])
         return step
 
-    for name, undo in variants.items():
-        start = time.perf_counter()
-        with _undone(*undo):  # the step traces (and compiles) on its first call
-            stepper(name)(batches[0])
-        print(f"{name}: first step (compiles) {time.perf_counter() - start:.1f} s", flush=True)
-    results: dict[str, list[dict]] = {name: [] for name in variants}
-    names = list(variants)
-    for k in range(1, args.steps + 1):
-        for name in names[k % len(names):] + names[: k % len(names)]:
-            r = measured(stepper(name), batches[k])
-            results[name].append(r)
-            print(f"{name} step {k}: {r['s']:.2f} s, user {r['user_s']:.2f} s, sys {r['sys_s']:.2f} s", flush=True)
-    for name, rs in results.items():
-        med = {key: float(np.median([r[key] for r in rs])) for key in ("s", "user_s", "sys_s")}
-        print(f"{name}: median {med['s']:.2f} s a step, user {med['user_s']:.2f} s, sys {med['sys_s']:.2f} s")
+    alternate({name: stepper(name) for name in variants}, make_batches(args.preset, 4, 0.38, args.steps + 1), args.steps)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from jax import lax
 
+from benchmarks.train_step import median_seconds
+
 
 def bench(f, *a, n=5):
     jax.block_until_ready(f(*a))
@@ -23,16 +25,6 @@ def bench(f, *a, n=5):
     for _ in range(n):
         t = time.perf_counter()
         jax.block_until_ready(f(*a))
-        ts.append(time.perf_counter() - t)
-    return np.median(ts)
-
-
-def tbench(f, n=5):
-    f()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        f()
         ts.append(time.perf_counter() - t)
     return np.median(ts)
 
@@ -70,7 +62,7 @@ def main() -> None:
             gflop = 2 * 7 * c * c * t * batch / 1e9
             print(f"C={c} T={t} d={d}: XLA forward {tf * 1e3:.1f} ms ({gflop / tf:.0f} GFLOP/s), backward "
                   f"{tb * 1e3:.1f} ms, forward + backward {(tf + tb) * 1e3:.1f} ms | torch forward "
-                  f"{tbench(torch_forward) * 1e3:.1f} ms, forward + backward {tbench(torch_both) * 1e3:.1f} ms", flush=True)
+                  f"{median_seconds(torch_forward, 5) * 1e3:.1f} ms, forward + backward {median_seconds(torch_both, 5) * 1e3:.1f} ms", flush=True)
 
 
 if __name__ == "__main__":

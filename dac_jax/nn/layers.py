@@ -249,7 +249,9 @@ def strided_conv2d(x: jax.Array, kernel: jax.Array, stride: tuple[int, int], pad
     output gradient, which for the discriminator's multi-band STFT convolutions (``(3, 9)``,
     stride ``(1, 2)``, 32 channels) ran 7x slower than the stride-1 convolution it becomes here
     (measured 34 vs 4.4 ms at ``[8, 12, 257, 32]``); that made each multi-band discriminator's
-    backward pass 1.8x the original's. The kernel gradient stays XLA's (as fast as the forward).
+    backward pass 1.8x the original's, and the discriminator's update alone 1.6 s instead of 1.4 s
+    (in the whole training step the difference was not measurable: benchmarks/RESULTS.md). The
+    kernel gradient stays XLA's (as fast as the forward).
     """
     return _conv2d(x, kernel, stride, padding)
 

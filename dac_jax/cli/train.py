@@ -684,6 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.error = _raise
     defaults = _bound_defaults()
     for action in parser._actions:
+        if action.help and action.help is not argparse.SUPPRESS:
+            # argbind copies docstrings into help text, which argparse %-formats ("10 %" crashed --help)
+            action.help = action.help.replace("%", "%%")
         if isinstance(action, argparse._StoreTrueAction):
             action.default = defaults.get(_unscoped(action.dest), False)
         elif action.type in (list, dict):

@@ -60,6 +60,16 @@ def test_the_readmes_training_command_runs_as_written(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_help_lists_every_key():
+    """``--help`` prints argbind's help, built from docstrings that may hold a literal "%"."""
+    res = train("--help")
+    assert res.returncode == 0 and not res.stderr, res.stderr[-3000:]
+    assert res.stdout.startswith("usage: train.py")
+    for key in ("--save_path", "--DAC.n_codebooks", "--winograd", "--coordinator_address"):
+        assert f"\n  {key} " in res.stdout, key
+    assert "~10 % faster" in " ".join(res.stdout.split())
+
+
 def test_a_mistyped_flag_is_refused_with_the_closest_key(tiny_yml, tmp_path):
     res = train("--args.load", str(tiny_yml), "--save_path", str(tmp_path / "run"), "--time_limt", "20")
     assert one_line_error(res) == "error: unknown option --time_limt (did you mean --time_limit?)"

@@ -430,6 +430,12 @@ def _check_run(data: dict, step: StepConfig, val_batch_size: int, val_idx: list,
                              f"(val/AudioDataset.n_examples in whole batches of val_batch_size {val_batch_size})")
 
 
+def _architecture(model: DACConfig | VAEConfig) -> DACConfig | VAEConfig:
+    """``model`` less its training-only settings: the weights of a run with quantizer dropout 0.5
+    fine-tune as well with another (the original's state dict does not hold it either)."""
+    return dataclasses.replace(model, quantizer_dropout=0.0) if isinstance(model, DACConfig) else model
+
+
 def fine_tune_weights(config: TrainConfig, generator_weights: str | None,
                       discriminator_weights: str | None) -> tuple:
     """The params to start a fresh run from (``None`` for a network given no weights), read from
@@ -443,7 +449,7 @@ def fine_tune_weights(config: TrainConfig, generator_weights: str | None,
             codec = load_vae(generator_weights, default_config=config.step.model)
         else:
             codec = load_model(generator_weights)
-        if codec.config != config.step.model:
+        if _architecture(codec.config) != _architecture(config.step.model):
             raise UsageError(f"{generator_weights}: its model ({codec.config}) is not the configured {name} "
                              f"({config.step.model}); set the {name}.* keys to match")
         generator = codec.variables["params"]

@@ -132,3 +132,23 @@ def test_fine_tuning_reads_generator_and_discriminator_weights(tmp_path):
     other = TrainConfig(step=dataclasses.replace(config.step, discriminator=dataclasses.replace(d_config, periods=(2,))))
     with pytest.raises(UsageError, match="Discriminator"):
         fine_tune_weights(other, None, str(discriminator_pth))
+
+
+def test_fine_tuning_may_change_the_quantizer_dropout_but_not_the_architecture(tmp_path):
+    """Quantizer dropout is a training setting, not in the weights (nor in the original's state
+    dict): a dac-jax folder saved with 0.5 fine-tunes under 0.0; another codebook count is refused."""
+    import dataclasses
+
+    from dac_jax import init_model
+    from dac_jax.errors import UsageError
+    from dac_jax.train.config import TrainConfig
+
+    saved = dataclasses.replace(tiny.STEP.model, quantizer_dropout=0.5)
+    folder = init_model(saved, seed=3).save(tmp_path / "generator")
+    for dropout in (0.0, 0.5, 1.0):
+        config = TrainConfig(step=dataclasses.replace(tiny.STEP, model=dataclasses.replace(saved, quantizer_dropout=dropout)))
+        generator, _ = fine_tune_weights(config, str(folder), None)
+        jax.tree_util.tree_map(np.testing.assert_array_equal, generator, init_model(saved, seed=3).variables["params"])
+    fewer = dataclasses.replace(saved, n_codebooks=saved.n_codebooks - 1)
+    with pytest.raises(UsageError, match="is not the configured DAC"):
+        fine_tune_weights(TrainConfig(step=dataclasses.replace(tiny.STEP, model=fewer)), str(folder), None)

@@ -44,6 +44,7 @@ from dac_jax.train.state import discriminator_layout, generator_layout
 
 BEST_METRIC = "val/mel/loss"
 DELETED = ".deleted"  # where steps are moved, atomically, before they are deleted
+TMP_SUFFIX = ".orbax-checkpoint-tmp"  # a step Orbax is writing (renamed into place when complete)
 
 
 class _UnrankedSaves(logging.Filter):
@@ -68,6 +69,27 @@ def to_json(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {str(k): to_json(v) for k, v in obj.items()}
     return obj
+
+
+def foreign_entries(directory: str | Path) -> list[str]:
+    """What in a run's ``checkpoints/`` folder the trainer did not write: anything but its steps
+    (``N/`` holding Orbax's metadata and the ``state``/``record`` items), the steps Orbax was writing
+    when a process died (``N.orbax-checkpoint-tmp-*``) and the steps being deleted. The retention
+    policy deletes integer-named folders it takes for old steps, so a run must not start over a
+    folder of the user's (measured: a ``checkpoints/7/notes.txt`` was deleted by the third save)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    foreign = []
+    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+        name = entry.name
+        if name == DELETED or (TMP_SUFFIX in name and name.split(".", 1)[0].isdigit()):
+            continue
+        if name.isdigit() and entry.is_dir() and (entry / "_CHECKPOINT_METADATA").is_file() \
+                and (entry / "state").is_dir() and (entry / "record").is_dir():
+            continue
+        foreign.append(name)
+    return foreign
 
 
 class Checkpoints:

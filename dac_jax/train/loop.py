@@ -32,7 +32,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from dac_jax.errors import DacJaxError, LostProcessError, UsageError
 from dac_jax.nn import layout
 from dac_jax.train import step as S
-from dac_jax.train.checkpoint import BEST_METRIC, Checkpoints
+from dac_jax.train.checkpoint import BEST_METRIC, CHECKPOINTS, Checkpoints, foreign_entries
 from dac_jax.train.config import TrainConfig
 from dac_jax.train.excerpts import DataConfig
 from dac_jax.train.pipeline import AudioPipeline
@@ -206,6 +206,11 @@ def _check_divisible(config: TrainConfig, devices: int) -> None:
 def _check_workdir(workdir: Path) -> None:
     if workdir.exists() and not workdir.is_dir():
         raise UsageError(f"{workdir}: is a file; save_path must be a folder")
+    foreign = foreign_entries(workdir / CHECKPOINTS)
+    if foreign:
+        shown = ", ".join(f"{CHECKPOINTS}/{name}" for name in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise UsageError(f"{workdir}: {shown} is not a checkpoint of a dac-jax run, and the run would "
+                         f"delete folders there it takes for old steps; choose another save_path")
 
 
 def check_shapes(config: TrainConfig, mesh: Mesh, state: TrainState, train_step, eval_step) -> None:
@@ -239,7 +244,7 @@ def open_run(workdir: Path, config: TrainConfig) -> tuple[metric_writers.MetricW
     _check_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     writer = metric_writers.create_default_writer(workdir / "logs", just_logging=jax.process_index() > 0)
-    return writer, Checkpoints(workdir / "checkpoints", config.keep_checkpoints, config.save_steps)
+    return writer, Checkpoints(workdir / CHECKPOINTS, config.keep_checkpoints, config.save_steps)
 
 
 def fresh_state(config: TrainConfig, mesh: Mesh, generator: Optional[Any] = None,

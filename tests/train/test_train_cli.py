@@ -82,6 +82,27 @@ def test_bad_configs_are_one_line_errors(tmp_path):
     assert not (tmp_path / "run3").exists()
 
 
+def test_a_save_path_holding_the_users_checkpoints_folder_is_refused_untouched(tmp_path):
+    """Orbax's retention policy deletes integer-named folders in ``checkpoints/`` that it takes for
+    old steps (a user's ``checkpoints/7/notes.txt`` was gone after the third save): a save_path
+    whose ``checkpoints/`` holds anything the trainer did not write is one line, before any write."""
+    groups = tiny.write_corpus(tmp_path / "data", files_per_group=1)
+    cfg = tiny.write_config(tmp_path / "tiny.yml", groups)
+    save = tmp_path / "mine"
+    (save / "checkpoints" / "7").mkdir(parents=True)
+    (save / "checkpoints" / "7" / "notes.txt").write_text("mine")
+    other = save / "checkpoints" / "100"  # another project's Orbax step: metadata, but not our items
+    (other / "default").mkdir(parents=True)
+    (other / "_CHECKPOINT_METADATA").write_text("{}")
+    before = sorted(str(p.relative_to(save)) for p in save.rglob("*"))
+    res = run(train_cmd(cfg, save), timeout=300)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert f"{save}: checkpoints/100, checkpoints/7 is not a checkpoint of a dac-jax run" in res.stderr
+    assert sorted(str(p.relative_to(save)) for p in save.rglob("*")) == before  # no logs/, nothing deleted
+    assert (save / "checkpoints" / "7" / "notes.txt").read_text() == "mine"
+
+
 def _restore(save_path: Path, step: int) -> St.TrainState:
     target = St.create_train_state(tiny.fast(), seed=0)
     ckpts = Checkpoints(save_path / "checkpoints")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
 from fractions import Fraction
 
 import jax
@@ -28,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from benchmarks.train_step import median_seconds
 from dac_jax.nn import winograd
 
 ORDER = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2), 3, -3)
@@ -55,16 +55,6 @@ def tiled(m: int):
     return lambda x, w: winograd.trainable_conv1d(x, w, m, 1, (2, 2))
 
 
-def median_ms(fn, *args, reps: int = 7) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, nargs="+", default=[2, 4, 6])
@@ -89,7 +79,8 @@ def main() -> None:
         for name, conv in [("direct", direct)] + [(f"F({m}, 5)", tiled(m)) for m in args.tiles]:
             forward = jax.jit(conv)
             backward = jax.jit(lambda x, w, g, conv=conv: jax.vjp(conv, x, w)[1](g))
-            t_f, t_b = median_ms(forward, x, w), median_ms(backward, x, w, g)
+            t_f = 1e3 * median_seconds(lambda: jax.block_until_ready(forward(x, w)), 7)
+            t_b = 1e3 * median_seconds(lambda: jax.block_until_ready(backward(x, w, g)), 7)
             error = float(jnp.max(jnp.abs(forward(x, w) - reference)) / jnp.max(jnp.abs(reference)))
             print(f"| {period} | {list(shape)} | {name} | {t_f:.1f} | {t_b:.1f} | {error:.1e} |", flush=True)
             totals[name] = totals.get(name, 0.0) + t_f + t_b

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-import jax
-
 from dac_jax import options
 from dac_jax.cli.common import (
-    DAC_TYPES, VAE_TYPES, add_compilation_cache_flag, integer, load_from_flags, model_kind, normalize_db, option,
-    start_compilation_cache,
+    DAC_TYPES, VAE_TYPES, add_compilation_cache_flag, add_precision_flag, check_precision, integer, load_from_flags,
+    model_kind, normalize_db, option, start_compilation_cache,
 )
 from dac_jax.codec import batch
 from dac_jax.errors import UsageError
-from dac_jax.nn import precision as precision_rules
 
 
 def _files_and_plan(args, task: str):
@@ -32,9 +29,7 @@ def _files_and_plan(args, task: str):
 
 def _check_convolution_flags(args, decodes: bool) -> None:
     fast_encoder = getattr(args, "fast_encoder", False)
-    problem = precision_rules.check(args.precision, jax.default_backend())
-    if problem is not None:
-        raise UsageError(f"--precision: {problem}")
+    check_precision(args.precision)
     if fast_encoder and args.precision != "float32":
         raise UsageError(f"--fast_encoder keeps float32's codes; it cannot go with --precision {args.precision}")
     if args.winograd is not None and args.precision != "float32":
@@ -112,11 +107,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--direct", action="store_true",
                    help="direct convolutions only: the decoder's float32 sums follow the original's (the "
                    "default off a CPU)")
-    p.add_argument("--precision", default="float32", choices=precision_rules.PRECISIONS,
-                   help="the convolutions' arithmetic: float32 (default, on GPUs too: no TF32), tf32 (a GPU's "
-                   "TensorFloat-32 tensor cores) or bfloat16 (bfloat16 operands, float32 sums; any backend, "
-                   "slower than float32 on a CPU); the two opt-ins change some codes and run direct "
-                   "convolutions (benchmarks/RESULTS.md)")
+    add_precision_flag(p)
 
 
 def add_commands(sub) -> None:

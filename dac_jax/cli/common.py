@@ -9,9 +9,12 @@ import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
+import jax
+
 from dac_jax import options
 from dac_jax.api import load
 from dac_jax.errors import DacJaxError, UsageError, WeightsError
+from dac_jax.nn import precision as precision_rules
 from dac_jax.runtime import Model, use_compilation_cache
 from dac_jax.weights import hub
 from dac_jax.weights.native import model_of
@@ -71,6 +74,27 @@ def start_compilation_cache(args) -> None:
     same command loads its compiled programs instead of compiling them again."""
     if not args.no_compilation_cache:
         use_compilation_cache()
+
+
+PRECISION_HELP = (
+    "the convolutions' arithmetic: float32 (default, on GPUs too: no TF32), tf32 (a GPU's TensorFloat-32 tensor "
+    "cores) or bfloat16 (bfloat16 operands, float32 sums; any backend, slower than float32 on a CPU); the two "
+    "opt-ins change some codes and run direct convolutions (benchmarks/RESULTS.md)")
+
+
+def add_precision_flag(p: argparse.ArgumentParser, default: Optional[str] = "float32") -> None:
+    """``--precision`` (:mod:`dac_jax.nn.precision`); ``default=None`` lets a command tell whether
+    it was given (None means float32)."""
+    p.add_argument("--precision", default=default, choices=precision_rules.PRECISIONS, help=PRECISION_HELP)
+
+
+def check_precision(precision: Optional[str]) -> str:
+    """``precision`` (None: float32) if this backend runs it, else a :class:`UsageError` naming the flag."""
+    precision = precision or "float32"
+    problem = precision_rules.check(precision, jax.default_backend())
+    if problem is not None:
+        raise UsageError(f"--precision: {problem}")
+    return precision
 
 
 def load_from_flags(weights_path: str, model_type: str, model_bitrate: str = "8kbps", tag: str = "latest",

@@ -18,15 +18,15 @@ from typing import Optional
 
 from dac_jax import options
 from dac_jax.cli.common import (
-    DAC_TYPES, VAE_TYPES, add_compilation_cache_flag, integer, load_from_flags, model_kind, normalize_db, option,
-    start_compilation_cache,
+    DAC_TYPES, VAE_TYPES, add_compilation_cache_flag, add_precision_flag, check_precision, integer, load_from_flags,
+    model_kind, normalize_db, option, start_compilation_cache,
 )
 from dac_jax.codec.batch import CODEC_DEFAULT, FILES
 from dac_jax.errors import UsageError
 from dac_jax.evaluate import metrics, report
 from dac_jax.evaluate.run import evaluate_folders, evaluate_model
 
-_MODEL_FLAGS = ("weights_path", "n_quantizers", "seed", "normalize_db")
+_MODEL_FLAGS = ("weights_path", "n_quantizers", "seed", "normalize_db", "precision")
 
 
 def _groups(text: str) -> tuple[str, ...]:
@@ -51,9 +51,11 @@ def evaluate(args) -> int:
         kind = model_kind(args.weights_path, args.model_type)
         own = {"n_quantizers": args.n_quantizers, "mode": args.mode, "seed": args.seed}
         FILES[kind].check(None, args.win_duration, args.batch_size, flag="--", **own)
+        precision = check_precision(args.precision)
         report.check_outputs(args.output, args.overwrite)  # before the model loads
         start_compilation_cache(args)
-        model = load_from_flags(args.weights_path, args.model_type, args.model_bitrate, args.model_tag)
+        model = load_from_flags(args.weights_path, args.model_type, args.model_bitrate, args.model_tag,
+                                precision=precision)
         target = {None: CODEC_DEFAULT, "none": None}.get(args.normalize_db, args.normalize_db)
         summary = evaluate_model(model, args.test_dir, args.output, groups=args.metrics, win_duration=args.win_duration,
                                  normalize_db=target, batch_size=args.batch_size, workers=args.workers,
@@ -89,6 +91,7 @@ def add_arguments(p: argparse.ArgumentParser, output: Optional[str] = None) -> N
     p.add_argument("--seed", type=option(options.seed, integer), default=None,
                    help="DAC-VAE: sample the latents with this seed (default: the mean)")
     p.add_argument("--batch_size", type=option(options.batch_size, integer), default=4, help="chunks per compiled call")
+    add_precision_flag(p, default=None)
     p.add_argument("--metrics", type=_groups, default=metrics.GROUPS,
                    help=f"comma-separated: {','.join(metrics.GROUPS)} (default: all). Each at 22.05 and 44.1 kHz; "
                    "mel, stft, waveform: distances (lower is better); sisdr: SI-SDR in dB (higher is better; the "

@@ -11,8 +11,8 @@ import argparse
 
 from dac_jax import options
 from dac_jax.cli.common import (
-    DAC_TYPES, VAE_TYPES, add_compilation_cache_flag, integer, load_from_flags, model_kind, normalize_db, option,
-    start_compilation_cache,
+    DAC_TYPES, VAE_TYPES, add_compilation_cache_flag, add_precision_flag, check_precision, integer, load_from_flags,
+    model_kind, normalize_db, option, start_compilation_cache,
 )
 from dac_jax.codec import batch
 from dac_jax.codec.tokenize import check_options, detokenize, discover, tokenize
@@ -21,7 +21,8 @@ from dac_jax.runtime import initialize_distributed
 
 
 def _model(args):
-    return load_from_flags(args.weights_path, args.model_type, args.model_bitrate, args.model_tag)
+    return load_from_flags(args.weights_path, args.model_type, args.model_bitrate, args.model_tag,
+                           precision=args.precision)
 
 
 def _tokenize(args) -> int:
@@ -32,6 +33,7 @@ def _tokenize(args) -> int:
     dtype = "float16" if args.float16 else "float32"
     batch.FILES[kind].check(None, args.win_duration, args.batch_size, n_quantizers=args.n_quantizers, flag="--")
     check_options(kind, args.with_logs, dtype, args.files_per_shard, args.workers, args.min_duration, flag="--")
+    check_precision(args.precision)  # after initialize_distributed: it asks JAX for the backend
     jobs, failed = discover(args.input, args.output)  # before the model loads: bad inputs fail fast
     if not jobs:
         raise UsageError("no audio files found under the inputs" + (f": {failed[0][1]}" if failed else ""))
@@ -52,6 +54,7 @@ def _tokenize(args) -> int:
 
 
 def _detokenize(args) -> int:
+    check_precision(args.precision)
     model = _model(args)
     detokenize(model, args.folder, args.output, limit=args.limit, win_duration=args.win_duration,
                batch_size=args.batch_size, overwrite=args.overwrite)
@@ -66,6 +69,7 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model_tag", default="latest")
     p.add_argument("--win_duration", type=option(options.win_duration), default=5.0,
                    help="seconds of audio per window (plus the encoder's context); bounds device memory")
+    add_precision_flag(p)
 
 
 def add_commands(sub) -> None:

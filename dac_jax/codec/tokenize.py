@@ -317,6 +317,8 @@ def tokenize(
         "normalize_db": None if normalize_db is None else float(normalize_db),
         "min_duration": float(min_duration), "files_per_shard": files_per_shard, "processes": process_count,
     }
+    if model.precision != "float32":  # an opt-in changes some codes; float32's header stays what it was
+        header["precision"] = model.precision
     share = assign(jobs, process_count)[process_index]
     groups = [share[i : i + files_per_shard] for i in range(0, len(share), files_per_shard)]
     fingerprint = _fingerprint(header, share)

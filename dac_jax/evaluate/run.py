@@ -287,7 +287,7 @@ def evaluate_model(model: Model, test_dir: str | Path, output: str | Path, *, gr
 
     about = {"model": model_id or getattr(model, "source", model.kind), "codec": files.name,
              "sample_rate": model.sample_rate, "win_duration": win_duration, "normalize_db": normalize_db,
-             **options}
+             "precision": model.precision, **options}
     try:
         return _evaluate([_Job(relative, loader(path)) for path, relative in found], Path(output), tuple(groups),
                          workers, progress, overwrite, title=f"{about['model']} on {test_dir}", about=about,

@@ -276,6 +276,7 @@ def test_batches_split_over_local_devices_give_the_same_records(weights, cache, 
     (["--process_id", "1"], "error: --coordinator_address, --num_processes and --process_id go together"),
     (["--with_logs"], "error: --with_logs and --float16 apply to DAC-VAE latents"),
     (["--batch_size", "0"], "argument --batch_size: must be"),
+    (["--precision", "tf32"], "error: --precision: precision tf32 needs an NVIDIA GPU's tensor cores; this backend is cpu"),
 ])
 def test_cli_refuses_before_the_model_loads(tmp_path, flags, message):
     sf.write(tmp_path / "x.wav", np.zeros(1600, np.float32), 16000)
@@ -283,6 +284,27 @@ def test_cli_refuses_before_the_model_loads(tmp_path, flags, message):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and message in err.strip().splitlines()[-1], err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_the_precision_flag_is_honoured_and_recorded(weights, cache, tmp_path):
+    """``--precision bfloat16`` codes with bfloat16 convolutions (some codes move, most hold), says so
+    in the manifest's header (float32's header has no such key, as before the flag), and a folder
+    begun at one precision refuses to be finished at another."""
+    sf.write(tmp_path / "x.wav", synth.speech_like(2.0, 16000, seed=5), 16000)
+    codes = {}
+    for precision in ("float32", "bfloat16"):
+        proc = cli("tokenize", tmp_path / "x.wav", "--output", tmp_path / precision, "--weights_path", weights,
+                   "--win_duration", "1", "--precision", precision, "--quiet", env=cache)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert tokens.read_manifest(tmp_path / precision).get("precision") == (None if precision == "float32" else precision)
+        codes[precision] = records(tmp_path / precision)[0]["codes"]
+    assert codes["bfloat16"].shape == codes["float32"].shape
+    assert 0.8 < np.mean(codes["bfloat16"] == codes["float32"]) < 1.0
+    proc = cli("tokenize", tmp_path / "x.wav", "--output", tmp_path / "bfloat16", "--weights_path", weights,
+               "--win_duration", "1", "--quiet", env=cache)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "from a run with other inputs or options" in err, err
 
 
 def test_cli_missing_input_is_one_line(tmp_path):

@@ -80,6 +80,7 @@ def test_model_form(tmp_path, weights, test_dir):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["evaluated"] == 2 and [f["path"] for f in summary["failed"]] == ["music/broken.wav"]
     assert summary["about"]["n_quantizers"] == 3 and summary["about"]["codec"] == "DAC"
+    assert summary["about"]["precision"] == "float32"
     assert sorted(summary["metrics"]["subfolders"]) == [".", "music"]
     mel = summary["metrics"]["all"]["mel-44k"]
     both = [float(table[r]["mel-44k"]) for r in ("voice.wav", "music/chord.flac")]
@@ -131,7 +132,31 @@ def test_two_folders(tmp_path):
     assert float(table["a.wav"]["sisdr-44k"]) > float(table["sub/b.wav"]["sisdr-44k"])  # less noise, higher
 
 
+def test_the_precision_flag_is_honoured_and_recorded(tmp_path, weights, test_dir):
+    """``--precision bfloat16`` evaluates the model with bfloat16 convolutions: the report says so
+    and its numbers are those of the library's bfloat16 round trip (not float32's)."""
+    out = tmp_path / "out"
+    res = run("--weights_path", weights, "--test_dir", test_dir, "--output", out, "--metrics", FAST,
+              "--win_duration", "0.5", "--precision", "bfloat16", "--quiet")
+    assert res.returncode == 1, res.stderr  # the broken file, as above
+    assert json.loads((out / "summary.json").read_text())["about"]["precision"] == "bfloat16"
+    source = test_dir / "voice.wav"
+    x, rate = read_audio(source)
+    results = {}
+    for precision in ("float32", "bfloat16"):
+        codec = dac_jax.load_model(weights)
+        codec.precision = precision
+        decoded = codec.decompress(codec.compress(source, win_duration=0.5), win_duration=0.5)
+        results[precision], _, _ = metrics.pair_metrics(x, rate, decoded.samples[0], decoded.sample_rate,
+                                                        ("mel", "sisdr"))
+    measured = float(rows(out)["voice.wav"]["sisdr-44k"])
+    assert measured == pytest.approx(results["bfloat16"]["sisdr-44k"], rel=1e-5, abs=1e-6)
+    assert measured != pytest.approx(results["float32"]["sisdr-44k"], rel=1e-5, abs=1e-6)
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--output", "o", "--test_dir", "t", "--precision", "tf32"], "--precision: precision tf32 needs an NVIDIA GPU"),
+    (["--output", "o", "--reference", "r", "--estimate", "e", "--precision", "bfloat16"], "--precision: model options"),
     (["--test_dir", "x"], "the following arguments are required: --output"),
     (["--output", "o"], "give --test_dir"),
     (["--output", "o", "--reference", "r"], "takes --reference and --estimate"),

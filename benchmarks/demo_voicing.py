@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.demo_voicing codebooks WEIGHTS [--counts 1 2 4 8]
     .venv/bin/python -m benchmarks.demo_voicing grow WEIGHTS OUT --codebooks 12
+    .venv/bin/python -m benchmarks.demo_voicing probe WEIGHTS [--corpus runs/corpus]
 
 ``codebooks``: the demo clip's sentence (its first 3.6 s at 16 kHz, as ``benchmarks.demo_pitch``)
 encoded and decoded from the first n codebooks, and from the encoder's output unquantised; pYIN's
@@ -14,6 +15,15 @@ first stages as they were; the new stages random (seed 7) with their output proj
 times 0.01 and biases 0, so that they start as near no-ops (the grown model's output equals the
 original's to rounding) and fine-tune from there (``train.py --generator_weights OUT
 --DAC.n_codebooks N``).
+
+``probe``: does the encoder's output carry the input's pitch? pYIN's f0 (60-400 Hz, one frame per
+latent frame: hop 320, 1024-sample frames) of every voiced frame of the corpus's speech, predicted
+from five latent frames around it (the encoder's output before quantisation, and the quantised
+``z``) by a ridge regression and a small MLP (scikit-learn, fixed seed), fitted on ``train/speech``
+and scored on ``val/speech`` (sentences never spoken in ``train/``). The same probes on the
+input's own 80-band log-mel spectrogram say what a representation that holds the pitch gives; on a
+randomly initialised model of the same architecture, what the architecture alone gives; a constant
+(the mean log f0), chance.
 """
 
 from __future__ import annotations
@@ -94,6 +104,82 @@ def grow(weights: str, out: str, n: int) -> None:
     print(grown.save(out, metadata={"grown_from": str(weights), "new_stages": f"{old.config.n_codebooks}-{n - 1}"}))
 
 
+HOP = 320
+
+
+def _voiced_frames(files: list[Path], features) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, log2 f0)`` over the voiced frames of ``files``: ``features(x) -> [frames, D]``, each
+    frame with its two neighbours on either side."""
+    import librosa
+
+    xs, ys = [], []
+    for f in files:
+        x = _read(f, RATE)
+        x = x[: len(x) // HOP * HOP]
+        f0, voiced, _ = librosa.pyin(x, fmin=60.0, fmax=400.0, sr=RATE, frame_length=1024, hop_length=HOP)
+        z = features(x)
+        n = min(len(f0), len(z))
+        padded = np.pad(z[:n], ((2, 2), (0, 0)), mode="edge")
+        context = np.concatenate([padded[i : i + n] for i in range(5)], axis=1)
+        keep = voiced[:n]
+        xs.append(context[keep])
+        ys.append(np.log2(f0[:n][keep]))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def probe(weights: str, corpus: str) -> None:
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+    import librosa
+    from sklearn.linear_model import Ridge
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.preprocessing import StandardScaler
+
+    from dac_jax.model.dac import DAC, to_channels_last
+
+    train = sorted((Path(corpus) / "train" / "speech").glob("*.wav"))
+    val = sorted((Path(corpus) / "val" / "speech").glob("*.wav"))
+    codec = dac_jax.load_model(weights)
+    assert codec.sample_rate == RATE, "a 16 kHz model"
+    model = DAC(codec.config)
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def latent(variables, audio, quantised):
+        if quantised:
+            return model.apply(variables, audio, method=model.encode).z[0].T
+        return model.apply(variables, audio, method=lambda m, a: m.encoder(to_channels_last(a)))[0]
+
+    def encoder(variables, quantised):
+        return lambda x: np.asarray(latent(variables, jnp.asarray(x)[None, None], quantised))
+
+    random = dac_jax.init_model(codec.config, 0).variables
+    sources = {
+        "the input's log-mel (80 bands)": lambda x: np.log(librosa.feature.melspectrogram(
+            y=x, sr=RATE, n_fft=1024, hop_length=HOP, n_mels=80) + 1e-5).T,
+        "the model's encoder output": encoder(codec.variables, False),
+        "the model's quantised z": encoder(codec.variables, True),
+        "random weights: encoder output": encoder(random, False),
+        "random weights: quantised z": encoder(random, True),
+    }
+    print("| features | probe | median error (cents) | within 5 % |")
+    print("|---|---|---|---|")
+    for name, features in sources.items():
+        x_train, y_train = _voiced_frames(train, features)
+        x_val, y_val = _voiced_frames(val, features)
+        if name.startswith("the input"):
+            cents = 1200 * np.abs(y_train.mean() - y_val)
+            print(f"| none: the mean log f0 | constant | {np.median(cents):.0f} | {np.mean(cents < 84.5):.2f} |")
+        scale = StandardScaler().fit(x_train)
+        for label, regressor in (("ridge", Ridge(alpha=10.0)), ("MLP 256-256", MLPRegressor(
+                hidden_layer_sizes=(256, 256), max_iter=300, early_stopping=True, random_state=0))):
+            regressor.fit(scale.transform(x_train), y_train)
+            cents = 1200 * np.abs(regressor.predict(scale.transform(x_val)) - y_val)
+            # 84.5 cents is a 5 % frequency ratio
+            print(f"| {name} | {label} | {np.median(cents):.0f} | {np.mean(cents < 84.5):.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,9 +190,14 @@ def main() -> None:
     g.add_argument("weights")
     g.add_argument("out")
     g.add_argument("--codebooks", type=int, required=True)
+    p = sub.add_parser("probe")
+    p.add_argument("weights")
+    p.add_argument("--corpus", default="runs/corpus", help="benchmarks.make_corpus's output folder")
     args = parser.parse_args()
     if args.command == "codebooks":
         codebooks(args.weights, sorted(args.counts))
+    elif args.command == "probe":
+        probe(args.weights, args.corpus)
     else:
         grow(args.weights, args.out, args.codebooks)
 

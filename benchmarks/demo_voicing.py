@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -107,16 +108,24 @@ def grow(weights: str, out: str, n: int) -> None:
 HOP = 320
 
 
+@functools.lru_cache(maxsize=None)
+def _clip_and_pitch(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A file at 16 kHz cut to whole latent frames, and pYIN's ``(f0, voiced)`` per frame (once per
+    file, whichever features are probed)."""
+    import librosa
+
+    x = _read(path, RATE)
+    x = x[: len(x) // HOP * HOP]
+    f0, voiced, _ = librosa.pyin(x, fmin=60.0, fmax=400.0, sr=RATE, frame_length=1024, hop_length=HOP)
+    return x, f0, voiced
+
+
 def _voiced_frames(files: list[Path], features) -> tuple[np.ndarray, np.ndarray]:
     """``(X, log2 f0)`` over the voiced frames of ``files``: ``features(x) -> [frames, D]``, each
     frame with its two neighbours on either side."""
-    import librosa
-
     xs, ys = [], []
     for f in files:
-        x = _read(f, RATE)
-        x = x[: len(x) // HOP * HOP]
-        f0, voiced, _ = librosa.pyin(x, fmin=60.0, fmax=400.0, sr=RATE, frame_length=1024, hop_length=HOP)
+        x, f0, voiced = _clip_and_pitch(f)
         z = features(x)
         n = min(len(f0), len(z))
         padded = np.pad(z[:n], ((2, 2), (0, 0)), mode="edge")
@@ -128,8 +137,6 @@ def _voiced_frames(files: list[Path], features) -> tuple[np.ndarray, np.ndarray]
 
 
 def probe(weights: str, corpus: str) -> None:
-    import functools
-
     import jax
     import jax.numpy as jnp
     import librosa

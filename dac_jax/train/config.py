@@ -17,7 +17,10 @@ from dac_jax.model.config import PRESETS, DACConfig, VAEConfig
 from dac_jax.model.discriminator import DiscriminatorConfig
 from dac_jax.nn.winograd import POINTS as WINOGRAD_POINTS
 from dac_jax.train.augment import DAC_AUGMENT, AugmentConfig
-from dac_jax.train.losses import DAC_MEL_LOSS, DAC_STFT_LOSS, KLSchedule, MelLossConfig, STFTLossConfig
+from dac_jax.train.losses import (
+    DAC_JAX_PERIODICITY_LOSS, DAC_MEL_LOSS, DAC_STFT_LOSS, KLSchedule, MelLossConfig, PeriodicityLossConfig,
+    STFTLossConfig,
+)
 from dac_jax.train.optim import DISCRIMINATOR, GENERATOR, OptimizerConfig
 
 
@@ -37,12 +40,14 @@ class LossWeights:
     codebook: float = 1.0  # vq/codebook_loss
     stft: float = 0.0  # stft/loss
     waveform: float = 0.0  # waveform/loss
+    # dac-jax's own, not the original's: computed only when weighed (losses.periodicity_loss)
+    periodicity: float = 0.0  # periodicity/loss
 
     # the original's lambdas keys, for configs written like its YAML files
     KEYS = {
         "mel/loss": "mel", "adv/feat_loss": "feature", "adv/gen_loss": "adversarial",
         "vq/commitment_loss": "commitment", "vq/codebook_loss": "codebook", "stft/loss": "stft",
-        "waveform/loss": "waveform",
+        "waveform/loss": "waveform", "periodicity/loss": "periodicity",
     }
 
     @classmethod
@@ -72,6 +77,7 @@ class StepConfig:
     weights: LossWeights = LossWeights()
     mel: MelLossConfig = DAC_MEL_LOSS
     stft: STFTLossConfig = DAC_STFT_LOSS
+    periodicity: PeriodicityLossConfig = DAC_JAX_PERIODICITY_LOSS
     augment: AugmentConfig = DAC_AUGMENT
     kl: KLSchedule = KLSchedule()  # DAC-VAE only
     # dac-jax's: the generator's kernel-7 convolutions with at least winograd_min_channels channels

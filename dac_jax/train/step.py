@@ -111,11 +111,14 @@ def matched(signal: jax.Array, recons: jax.Array) -> jax.Array:
 
 
 def _reconstruction_losses(config: StepConfig, recons: jax.Array, signal: jax.Array) -> dict[str, jax.Array]:
-    return {
+    terms = {
         "mel/loss": losses.mel_loss(recons, signal, config.sample_rate, config.mel),
         "stft/loss": losses.stft_loss(recons, signal, config.stft),
         "waveform/loss": losses.l1_loss(recons, signal),
     }
+    if config.weights.periodicity:  # dac-jax's own term: the original's recipe never pays for it
+        terms["periodicity/loss"] = losses.periodicity_loss(recons, signal, config.sample_rate, config.periodicity)
+    return terms
 
 
 def generator_forward(config: StepConfig, signal: jax.Array, key: jax.Array, step: jax.Array):
@@ -187,6 +190,7 @@ def train_step(state: TrainState, audio: jax.Array, config: StepConfig,
         terms.update({"adv/gen_loss": adversarial, "adv/feat_loss": feature, **bottleneck})
         total = (
             w.mel * terms["mel/loss"] + w.stft * terms["stft/loss"] + w.waveform * terms["waveform/loss"]
+            + w.periodicity * terms.get("periodicity/loss", 0.0)
             + w.adversarial * adversarial + w.feature * feature
         )
         for name, weight in bottleneck_weights.items():

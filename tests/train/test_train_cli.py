@@ -49,7 +49,7 @@ def test_the_44khz_config_is_the_originals_recipe():
         assert step[name] == {"lr": 1e-4, "betas": [0.8, 0.99], "eps": 1e-8, "weight_decay": 0.01,
                               "gamma": 0.999996, "grad_clip": clip, "warmup_steps": 0}
     assert step["weights"] == {"mel": 15.0, "feature": 2.0, "adversarial": 1.0, "commitment": 0.25,
-                               "codebook": 1.0, "stft": 0.0, "waveform": 0.0}
+                               "codebook": 1.0, "stft": 0.0, "waveform": 0.0, "periodicity": 0.0}
     assert step["mel"]["n_mels"] == [5, 10, 20, 40, 80, 160, 320] and step["mel"]["pow"] == 1.0
     assert step["mel"]["window_lengths"] == [32, 64, 128, 256, 512, 1024, 2048] and step["mel"]["mag_weight"] == 0.0
     assert step["stft"]["window_lengths"] == [2048, 512]

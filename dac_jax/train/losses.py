@@ -252,6 +252,7 @@ class PeriodicityLossConfig:
     fmax: float = 500.0
     cutoff: float = 1000.0
     smoothing: float = 0.1  # the Gaussian's width on the log-lag axis (0.1: ~10 % of the lag); 0: none
+    voicing: float = 1.0  # the weight of the voicing-strength part (periodicity_loss); 0: none
     eps: float = 1e-6
 
     def __post_init__(self):
@@ -259,6 +260,8 @@ class PeriodicityLossConfig:
             raise UsageError(f"periodicity loss needs 0 < fmin < fmax <= cutoff, got {self.fmin}, {self.fmax}, {self.cutoff}")
         if self.smoothing < 0:
             raise UsageError(f"periodicity loss: smoothing must be >= 0, got {self.smoothing}")
+        if self.voicing < 0:
+            raise UsageError(f"periodicity loss: voicing must be >= 0, got {self.voicing}")
         if self.window_seconds * self.fmin < 2:
             raise UsageError(f"periodicity loss: a {self.window_seconds} s frame holds fewer than 2 periods of {self.fmin} Hz")
 
@@ -306,28 +309,48 @@ def log_lag_smoothing(sample_rate: int, config: PeriodicityLossConfig = DAC_JAX_
     return (m / m.sum(axis=0, keepdims=True)).astype(np.float32)
 
 
+def _energy_weighted_l1(dx: jax.Array, dy: jax.Array, energy: jax.Array, eps: float) -> jax.Array:
+    """``sum over frames of w * |dx - dy|`` (meaned over a trailing lag axis if there is one), ``w``
+    the reference frames' share of the energy."""
+    energy = lax.stop_gradient(energy)
+    weight = energy / (jnp.sum(energy) + eps)
+    d = dx - dy
+    d = d * lax.stop_gradient(jnp.sign(d))
+    return jnp.sum(weight * (jnp.mean(d, axis=-1) if d.ndim > weight.ndim else d))
+
+
 def periodicity_loss(x: jax.Array, y: jax.Array, sample_rate: int,
                      config: PeriodicityLossConfig = DAC_JAX_PERIODICITY_LOSS) -> jax.Array:
     """How far the estimate's periodicity is from the reference's, a scalar; ``x`` estimate, ``y``
     reference, ``[..., T]``. dac-jax's own term (``lambdas["periodicity/loss"]``, weight 0 by
-    default, and then not computed): the mean of ``|profile of x - that of y|`` per frame, where
-    a profile is the normalised autocorrelation (:func:`lag_profile`) smoothed on the log-lag axis
-    (:func:`log_lag_smoothing`), frames weighted by the reference's energy.
+    default, and then not computed), the sum of two parts, each an L1 distance per frame with the
+    frames weighted by the reference's energy:
+
+    * the pitch profile: the mean over lags of ``|profile of x - that of y|``, a profile being the
+      normalised autocorrelation low-passed at ``cutoff`` (:func:`lag_profile`) and smoothed on the
+      log-lag axis (:func:`log_lag_smoothing`);
+    * the voicing strength, times ``config.voicing``: ``|largest normalised autocorrelation of x at
+      the lags - that of y|``, full band and unsmoothed (what pYIN's voicing decision keys on: a
+      voiced frame has it near 1, noise near 0).
 
     Why: a model unsure of the pitch lowers the mel and STFT distances (L1 on fine spectra) most
     with an output averaged over the pitches it cannot tell apart, which has no period. Smoothed
     on the log-lag axis, the autocorrelation's peaks at the period's multiples are broad, so a near
-    pitch scores nearly as well as the right one and noise about as badly as silence. (Tried on
-    the demo model: it lowers this term by shaping its autocorrelation's envelope, without making
-    a period; benchmarks/RESULTS.md, tenth sitting.)
+    pitch scores nearly as well as the right one and noise about as badly as silence; but a broad,
+    unpitched autocorrelation can match a smoothed profile too (the demo model did just that,
+    benchmarks/RESULTS.md, tenth sitting), which the pitch-blind voicing part rules out.
     """
     smooth = jnp.asarray(log_lag_smoothing(sample_rate, config))
     px, _ = lag_profile(x, sample_rate, config)
     py, energy = lag_profile(y, sample_rate, config)
-    px, py = px @ smooth, py @ smooth
-    weight = lax.stop_gradient(energy) / (jnp.sum(lax.stop_gradient(energy)) + config.eps)
-    d = px - py
-    return jnp.sum(weight * jnp.mean(d * lax.stop_gradient(jnp.sign(d)), axis=-1))
+    loss = _energy_weighted_l1(px @ smooth, py @ smooth, energy, config.eps)
+    if config.voicing:
+        full = dataclasses.replace(config, cutoff=sample_rate / 2, smoothing=0.0)
+        fx, _ = lag_profile(x, sample_rate, full)
+        fy, full_energy = lag_profile(y, sample_rate, full)
+        loss = loss + config.voicing * _energy_weighted_l1(
+            jnp.max(fx, axis=-1), jnp.max(fy, axis=-1), full_energy, config.eps)
+    return loss
 
 
 # ---------------------------------------------------------------------------------------------

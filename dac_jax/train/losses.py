@@ -273,26 +273,33 @@ def periodicity_frame_length(sample_rate: int, config: PeriodicityLossConfig = D
     return 1 << max(0, math.ceil(math.log2(config.window_seconds * sample_rate)))
 
 
+def _frame_power(x: jax.Array, sample_rate: int, config: PeriodicityLossConfig) -> jax.Array:
+    """``|rfft|^2 [..., frames, n + 1]`` of the Hann-windowed frames of ``x``, zero-padded to ``2n``."""
+    n = periodicity_frame_length(sample_rate, config)
+    if x.shape[-1] < n:
+        raise UsageError(f"periodicity loss: {x.shape[-1]} samples is shorter than its {n}-sample frame")
+    frames = spectral._frame(x, n, n // 4) * jnp.asarray(spectral.get_window("hann", n), x.dtype)
+    spec = jnp.fft.rfft(frames, 2 * n)
+    return jnp.real(spec) ** 2 + jnp.imag(spec) ** 2
+
+
+def _normalised_lags(power: jax.Array, sample_rate: int, config: PeriodicityLossConfig, cutoff: float):
+    """:func:`lag_profile` from :func:`_frame_power`'s output, low-passed at ``cutoff``."""
+    n2 = 2 * (power.shape[-1] - 1)
+    keep = np.fft.rfftfreq(n2, 1.0 / sample_rate) <= cutoff
+    acf = jnp.fft.irfft(power * jnp.asarray(keep, power.dtype), n2)
+    lo, hi = round(sample_rate / config.fmax), round(sample_rate / config.fmin)
+    energy = acf[..., 0]
+    return acf[..., lo : hi + 1] / (energy[..., None] + config.eps), energy
+
+
 def lag_profile(x: jax.Array, sample_rate: int, config: PeriodicityLossConfig = DAC_JAX_PERIODICITY_LOSS):
     """``(normalised autocorrelation [..., frames, lags], frame energy [..., frames])`` of ``x
     [..., T]`` low-passed at ``config.cutoff``: per Hann-windowed frame, the autocorrelation
     (zero-padded, so not circular) at lags ``round(sr / fmax)``..``round(sr / fmin)`` divided by
     the frame's energy (its lag-0 value) plus ``eps``. Frames start every quarter frame from sample
-    0; a signal shorter than one frame gives none."""
-    n = periodicity_frame_length(sample_rate, config)
-    hop = n // 4
-    count = (x.shape[-1] - n) // hop + 1
-    if count < 1:
-        raise UsageError(f"periodicity loss: {x.shape[-1]} samples is shorter than its {n}-sample frame")
-    index = np.arange(count)[:, None] * hop + np.arange(n)[None, :]
-    frames = x[..., index] * jnp.asarray(spectral.get_window("hann", n), x.dtype)
-    spec = jnp.fft.rfft(frames, 2 * n)
-    keep = np.fft.rfftfreq(2 * n, 1.0 / sample_rate) <= config.cutoff
-    power = (jnp.real(spec) ** 2 + jnp.imag(spec) ** 2) * jnp.asarray(keep, x.dtype)
-    acf = jnp.fft.irfft(power, 2 * n)
-    lo, hi = round(sample_rate / config.fmax), round(sample_rate / config.fmin)
-    energy = acf[..., 0]
-    return acf[..., lo : hi + 1] / (energy[..., None] + config.eps), energy
+    0; a signal shorter than one frame is refused."""
+    return _normalised_lags(_frame_power(x, sample_rate, config), sample_rate, config, config.cutoff)
 
 
 def log_lag_smoothing(sample_rate: int, config: PeriodicityLossConfig = DAC_JAX_PERIODICITY_LOSS) -> np.ndarray:
@@ -341,13 +348,13 @@ def periodicity_loss(x: jax.Array, y: jax.Array, sample_rate: int,
     benchmarks/RESULTS.md, tenth sitting), which the pitch-blind voicing part rules out.
     """
     smooth = jnp.asarray(log_lag_smoothing(sample_rate, config))
-    px, _ = lag_profile(x, sample_rate, config)
-    py, energy = lag_profile(y, sample_rate, config)
+    power_x, power_y = _frame_power(x, sample_rate, config), _frame_power(y, sample_rate, config)
+    px, _ = _normalised_lags(power_x, sample_rate, config, config.cutoff)
+    py, energy = _normalised_lags(power_y, sample_rate, config, config.cutoff)
     loss = _energy_weighted_l1(px @ smooth, py @ smooth, energy, config.eps)
-    if config.voicing:
-        full = dataclasses.replace(config, cutoff=sample_rate / 2, smoothing=0.0)
-        fx, _ = lag_profile(x, sample_rate, full)
-        fy, full_energy = lag_profile(y, sample_rate, full)
+    if config.voicing:  # the same spectra, unfiltered
+        fx, _ = _normalised_lags(power_x, sample_rate, config, sample_rate / 2)
+        fy, full_energy = _normalised_lags(power_y, sample_rate, config, sample_rate / 2)
         loss = loss + config.voicing * _energy_weighted_l1(
             jnp.max(fx, axis=-1), jnp.max(fy, axis=-1), full_energy, config.eps)
     return loss
